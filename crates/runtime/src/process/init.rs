@@ -1,0 +1,194 @@
+//! The container's init, between clone and exec. Async-signal-safe only: every value
+//! comes pre-built from [`InitPlan`]; failures go to the parent as fixed-size frames.
+
+use super::channel::{Channel, Failure, Msg, Step};
+use super::plan::InitPlan;
+use crate::rootfs::setup;
+use berth_sys::Errno;
+use rustix::fs::{Access, AtFlags, FileType, CWD};
+use std::os::fd::AsFd;
+
+type R<T> = Result<T, Failure>;
+
+fn fail(step: Step, index: usize) -> impl Fn(Errno) -> Failure {
+    move |e| Failure::new(step, index as u32, e)
+}
+
+/// Runs the init; never returns.
+pub(crate) fn run(plan: &InitPlan, chan: &Channel) -> ! {
+    let exe = match setup(plan, chan) {
+        Ok(exe) => exe,
+        Err(f) => {
+            let _ = chan.send(&Msg::Failed(f));
+            berth_sys::process::exit_immediately(1)
+        }
+    };
+    if chan.send(&Msg::Ready).is_err() {
+        berth_sys::process::exit_immediately(1)
+    }
+    if let Some(fifo) = &plan.exec_fifo {
+        // Blocks until `start` writes a byte (the fifo is open read-write here, so a
+        // missing writer cannot end the read early).
+        let mut b = [0u8; 1];
+        loop {
+            match rustix::io::read(fifo, &mut b) {
+                Ok(1) => break,
+                Err(Errno::INTR) => continue,
+                Ok(_) => berth_sys::process::exit_immediately(1),
+                Err(e) => {
+                    let _ = chan.send(&Msg::Failed(Failure::new(Step::ExecFifo, 0, e)));
+                    berth_sys::process::exit_immediately(1)
+                }
+            }
+        }
+    }
+    berth_sys::signal::reset_dispositions();
+    let _ = berth_sys::signal::set_mask(&berth_sys::signal::SigSet::empty());
+    let e = berth_sys::exec::execve(&plan.candidates[exe], &plan.argv, &plan.envp);
+    let _ = chan.send(&Msg::Failed(Failure::new(Step::Exec, 0, e)));
+    // Nobody may be listening any more (create exited long ago): say it on stderr too.
+    let _ = rustix::io::write(
+        rustix::stdio::stderr(),
+        b"berth-oci: container init: exec failed\n",
+    );
+    berth_sys::process::exit_immediately(127)
+}
+
+fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
+    // Handshake 1: wait until the parent has put us in our cgroups and written maps.
+    match chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        _ => berth_sys::process::exit_immediately(1),
+    }
+    namespaces(plan)?;
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let root = setup::prepare(&plan.rootfs)?;
+    setup::mounts(root.as_fd(), &plan.rootfs)?;
+    setup::devices(root.as_fd(), &plan.rootfs)?;
+    for (i, (path, value, _)) in plan.sysctls.iter().enumerate() {
+        setup::sysctl(root.as_fd(), i, path, value)?;
+    }
+    let console = match (&plan.rootfs.console, &plan.console_socket) {
+        (Some((ptmx, console)), Some(socket)) => {
+            Some(setup::console(root.as_fd(), ptmx, console, socket)?)
+        }
+        _ => None,
+    };
+    setup::mask_and_protect(root.as_fd(), &plan.rootfs)?;
+    setup::enter(root, &plan.rootfs)?;
+    rustix::process::setsid().map_err(fail(Step::Setsid, 0))?;
+    if let Some(tty) = &console {
+        rustix::process::ioctl_tiocsctty(tty).map_err(fail(Step::Stdio, 0))?;
+        berth_sys::fd::dup_to_stdio(std::os::fd::AsRawFd::as_raw_fd(tty))
+            .map_err(fail(Step::Stdio, 0))?;
+    }
+    drop(console);
+    credentials(plan)?;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(plan.umask));
+    rustix::process::chdir(plan.cwd.as_c_str()).map_err(fail(Step::Chdir, 0))?;
+    if plan.no_new_privs {
+        rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs, 0))?;
+    }
+    let exe = find_executable(plan)?;
+    fds(plan)?;
+    Ok(exe)
+}
+
+fn namespaces(plan: &InitPlan) -> R<()> {
+    for (i, j) in plan.ns.child_join.iter().enumerate() {
+        rustix::thread::move_into_link_name_space(j.fd.as_fd(), Some(j.kind))
+            .map_err(fail(Step::JoinNamespace, i))?;
+    }
+    if plan.ns.new_user {
+        rustix::thread::set_thread_res_gid(
+            rustix::fs::Gid::ROOT,
+            rustix::fs::Gid::ROOT,
+            rustix::fs::Gid::ROOT,
+        )
+        .map_err(fail(Step::BecomeRoot, 0))?;
+        rustix::thread::set_thread_res_uid(
+            rustix::fs::Uid::ROOT,
+            rustix::fs::Uid::ROOT,
+            rustix::fs::Uid::ROOT,
+        )
+        .map_err(fail(Step::BecomeRoot, 0))?;
+    }
+    if plan.ns.new_cgroup {
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWCGROUP)
+            .map_err(fail(Step::UnshareCgroupNs, 0))?;
+    }
+    if let Some(h) = &plan.hostname {
+        rustix::system::sethostname(h).map_err(fail(Step::Hostname, 0))?;
+    }
+    if let Some(d) = &plan.domainname {
+        rustix::system::setdomainname(d).map_err(fail(Step::Domainname, 0))?;
+    }
+    Ok(())
+}
+
+/// Bounding set, groups, uid/gid (keeping capabilities across the switch), then the
+/// exact effective/permitted/inheritable sets and the ambient ones.
+fn credentials(plan: &InitPlan) -> R<()> {
+    let caps = plan.caps;
+    for cap in 0..=plan.last_cap {
+        if caps.bounding & (1u64 << cap) == 0 {
+            match berth_sys::caps::bounding_drop(cap) {
+                Ok(()) | Err(Errno::INVAL) => {}
+                Err(e) => return Err(Failure::new(Step::BoundingSet, cap, e)),
+            }
+        }
+    }
+    if !plan.ns.new_user || !plan.additional_gids.is_empty() {
+        rustix::thread::set_thread_groups(&plan.additional_gids)
+            .map_err(fail(Step::Setgroups, 0))?;
+    }
+    berth_sys::caps::set_keepcaps(true).map_err(fail(Step::Setuid, 0))?;
+    let gid = rustix::fs::Gid::from_raw(plan.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(fail(Step::Setgid, 0))?;
+    let uid = rustix::fs::Uid::from_raw(plan.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(fail(Step::Setuid, 0))?;
+    berth_sys::caps::set_keepcaps(false).map_err(fail(Step::Setuid, 0))?;
+    berth_sys::caps::capset(caps.effective, caps.permitted, caps.inheritable)
+        .map_err(fail(Step::Capset, 0))?;
+    for cap in 0..=plan.last_cap {
+        if caps.ambient & (1u64 << cap) != 0 {
+            berth_sys::caps::ambient_raise(cap).map_err(fail(Step::Ambient, cap as usize))?;
+        }
+    }
+    Ok(())
+}
+
+/// The first candidate that is a regular file this user may execute.
+fn find_executable(plan: &InitPlan) -> R<usize> {
+    let mut last = Errno::NOENT;
+    for (i, c) in plan.candidates.iter().enumerate() {
+        match rustix::fs::statat(CWD, c.as_c_str(), AtFlags::empty()) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+            Ok(_) => {
+                last = Errno::ACCESS;
+                continue;
+            }
+            Err(e) => {
+                if e != Errno::NOENT && e != Errno::NOTDIR {
+                    last = e;
+                }
+                continue;
+            }
+        }
+        match rustix::fs::accessat(CWD, c.as_c_str(), Access::EXEC_OK, AtFlags::EACCESS) {
+            Ok(()) => return Ok(i),
+            Err(e) => last = e,
+        }
+    }
+    Err(Failure::new(Step::ExecLookup, 0, last))
+}
+
+/// Nothing but stdio and the preserved fds may reach the container: mark every other
+/// fd close-on-exec (the channel and exec fifo stay usable until exec).
+fn fds(plan: &InitPlan) -> R<()> {
+    berth_sys::fd::cloexec_from(3 + plan.preserve_fds).map_err(fail(Step::Fds, 0))?;
+    for fd in 3..3 + plan.preserve_fds {
+        berth_sys::fd::clear_cloexec(fd as i32).map_err(fail(Step::Fds, fd as usize))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Parent side of creating the init: one clone, then the handshake of [`super::channel`].
+
+use super::channel::{self, Channel, Msg};
+use super::init;
+use super::plan::InitPlan;
+use crate::cgroups::{Cgroup, CgroupError};
+use berth_sys::process::{clone_process, Forked};
+use berth_sys::Errno;
+use rustix::process::{Pid, Resource, Rlimit, Signal, WaitOptions};
+use std::os::fd::AsFd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("creating the init's channel: {0}")]
+    Channel(std::io::Error),
+    #[error("{label}: joining before clone: {source}")]
+    JoinNamespace {
+        label: String,
+        source: std::io::Error,
+    },
+    #[error("linux.timeOffsets: {0}")]
+    TimeNamespace(std::io::Error),
+    #[error("clone of the container's init: {0}")]
+    Clone(std::io::Error),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("{field}: writing {file}: {source}")]
+    IdMap {
+        field: &'static str,
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("process.rlimits: {name}: {problem}")]
+    Rlimit { name: String, problem: String },
+    #[error("process.oomScoreAdj: {problem}")]
+    OomScoreAdj { problem: String },
+    #[error("container init failed: {0}")]
+    Init(String),
+    #[error("container init exited during setup ({0})")]
+    InitDied(String),
+}
+
+fn io(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// One rlimit to apply with prlimit, by the parent, before the init goes on.
+#[derive(Debug, Clone)]
+pub struct RlimitSpec {
+    pub name: String,
+    pub resource: Resource,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// What the parent does around the clone.
+pub struct ParentSetup<'a> {
+    pub cgroup: &'a Cgroup,
+    pub uid_map: Option<String>,
+    pub gid_map: Option<String>,
+    pub time_offsets: Vec<(String, i64, u32)>,
+    pub rlimits: Vec<RlimitSpec>,
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A live init that has reported `Ready`.
+pub struct Spawned {
+    pub pid: Pid,
+    /// The parent's end of the channel: EOF once the init has exec'd.
+    pub channel: Channel,
+}
+
+/// Clones the init and takes it through the handshake up to `Ready`.
+pub fn spawn(plan: &InitPlan, setup: &ParentSetup) -> Result<Spawned, SpawnError> {
+    let (parent, child) = channel::pair().map_err(|e| SpawnError::Channel(io(e)))?;
+    for j in &plan.ns.parent_join {
+        rustix::thread::move_into_link_name_space(j.fd.as_fd(), Some(j.kind)).map_err(|e| {
+            SpawnError::JoinNamespace {
+                label: j.label.clone(),
+                source: io(e),
+            }
+        })?;
+    }
+    if plan.ns.new_time {
+        berth_sys::process::unshare_namespaces(libc::CLONE_NEWTIME)
+            .map_err(|e| SpawnError::TimeNamespace(io(e)))?;
+        if !setup.time_offsets.is_empty() {
+            let text: String = setup
+                .time_offsets
+                .iter()
+                .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+                .collect();
+            std::fs::write("/proc/self/timens_offsets", text).map_err(SpawnError::TimeNamespace)?;
+        }
+    }
+    let pid = match clone_process(plan.ns.clone_flags).map_err(|e| SpawnError::Clone(io(e)))? {
+        Forked::Child => {
+            drop(parent);
+            init::run(plan, &child)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(child);
+    match handshake(plan, setup, pid, &parent) {
+        Ok(()) => Ok(Spawned {
+            pid,
+            channel: parent,
+        }),
+        Err(e) => {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+            Err(e)
+        }
+    }
+}
+
+fn handshake(
+    plan: &InitPlan,
+    setup: &ParentSetup,
+    pid: Pid,
+    chan: &Channel,
+) -> Result<(), SpawnError> {
+    setup.cgroup.add_pid(pid.as_raw_nonzero().get())?;
+    if let Some(map) = &setup.uid_map {
+        let file = format!("/proc/{}/uid_map", pid.as_raw_nonzero());
+        std::fs::write(&file, map).map_err(|source| SpawnError::IdMap {
+            field: "linux.uidMappings",
+            file,
+            source,
+        })?;
+    }
+    if let Some(map) = &setup.gid_map {
+        let file = format!("/proc/{}/gid_map", pid.as_raw_nonzero());
+        std::fs::write(&file, map).map_err(|source| SpawnError::IdMap {
+            field: "linux.gidMappings",
+            file,
+            source,
+        })?;
+    }
+    for r in &setup.rlimits {
+        let limit = |v: u64| if v == u64::MAX { None } else { Some(v) };
+        let new = Rlimit {
+            current: limit(r.soft),
+            maximum: limit(r.hard),
+        };
+        if let Err(e) = rustix::process::prlimit(Some(pid), r.resource, new) {
+            let problem = if e == Errno::PERM {
+                let cur = rustix::process::getrlimit(r.resource).maximum;
+                let cur = cur.map_or("unlimited".to_string(), |c| c.to_string());
+                format!(
+                    "hard limit {} is above this host's hard limit {cur}, and raising a hard limit needs CAP_SYS_RESOURCE{}",
+                    r.hard,
+                    if crate::capabilities::have(crate::capabilities::CAP_SYS_RESOURCE) { "" } else { ", which berth-oci does not have here" }
+                )
+            } else {
+                io(e).to_string()
+            };
+            return Err(SpawnError::Rlimit {
+                name: r.name.clone(),
+                problem,
+            });
+        }
+    }
+    if let Some(adj) = setup.oom_score_adj {
+        let file = format!("/proc/{}/oom_score_adj", pid.as_raw_nonzero());
+        if let Err(e) = std::fs::write(&file, adj.to_string()) {
+            let problem = if e.kind() == std::io::ErrorKind::PermissionDenied && adj < 0 {
+                format!("{adj}: lowering oom_score_adj needs CAP_SYS_RESOURCE, which berth-oci does not have here")
+            } else {
+                format!("{adj}: writing {file}: {e}")
+            };
+            return Err(SpawnError::OomScoreAdj { problem });
+        }
+    }
+    chan.send(&Msg::Go)
+        .map_err(|e| SpawnError::Channel(io(e)))?;
+    match chan.recv() {
+        Ok(Some(Msg::Ready)) => Ok(()),
+        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
+        Ok(Some(Msg::Go)) | Err(_) => Err(SpawnError::Init(
+            "protocol error on the init channel".into(),
+        )),
+        Ok(None) => {
+            let status = rustix::process::waitpid(Some(pid), WaitOptions::empty())
+                .ok()
+                .flatten()
+                .map(|(_, s)| describe_status(s))
+                .unwrap_or_else(|| "unknown status".into());
+            Err(SpawnError::InitDied(status))
+        }
+    }
+}
+
+/// "exit status 3" / "killed by signal 9".
+pub fn describe_status(s: rustix::process::WaitStatus) -> String {
+    if let Some(code) = s.exit_status() {
+        format!("exit status {code}")
+    } else if let Some(sig) = s.terminating_signal() {
+        format!("killed by signal {sig}")
+    } else {
+        "stopped".into()
+    }
+}
+
+/// The shell convention runc follows: the exit code, or 128+N for a signal.
+pub fn exit_code(s: rustix::process::WaitStatus) -> i32 {
+    if let Some(code) = s.exit_status() {
+        code
+    } else if let Some(sig) = s.terminating_signal() {
+        128 + sig
+    } else {
+        255
+    }
+}
+
+/// After `Ready` in `run`: EOF means the init exec'd, a frame means exec failed.
+pub fn wait_exec(plan: &InitPlan, chan: &Channel) -> Result<(), SpawnError> {
+    match chan.recv() {
+        Ok(None) => Ok(()),
+        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
+        _ => Err(SpawnError::Init(
+            "protocol error on the init channel".into(),
+        )),
+    }
+}

@@ -1,0 +1,31 @@
+//! File-descriptor hygiene for the container's init: nothing of the host's may
+//! survive exec except stdio and the fds the caller asked to preserve.
+
+use crate::{cvt, Errno};
+
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+
+/// Marks every fd from `first` upwards close-on-exec. Marking instead of closing keeps
+/// the fds the init still needs (sync socket, exec fifo) usable until exec.
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range takes plain integers; CLOEXEC mode closes nothing now.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    cvt(ret).map(drop)
+}
+
+/// Clears close-on-exec on one fd so it reaches the container (`--preserve-fds`).
+pub fn clear_cloexec(fd: i32) -> Result<(), Errno> {
+    // SAFETY: fcntl on an integer fd; an invalid fd yields EBADF.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
+/// dup2 for the console: makes `fd` the process's stdin, stdout and stderr.
+pub fn dup_to_stdio(fd: i32) -> Result<(), Errno> {
+    for target in 0..3 {
+        // SAFETY: dup2 on integers; errors come back as -1.
+        let ret = unsafe { libc::dup2(fd, target) };
+        cvt(ret as libc::c_long)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Process creation without threads: one raw `clone` that behaves like `fork` but can
+//! create namespaces, so the container's init is born inside them (no intermediate
+//! process, unlike runc's and youki's chains).
+
+use crate::{last_errno, Errno};
+use rustix::process::Pid;
+
+/// What `clone_process` returned in each of the two processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Child,
+    Parent(Pid),
+}
+
+/// Forks, creating the namespaces in `ns_flags` (CLONE_NEW* bits) for the child.
+///
+/// The caller must be single-threaded: the child gets a copy of the address space in
+/// which no other thread can hold a lock, and from then on must only make
+/// async-signal-safe calls until it execs or exits.
+pub fn clone_process(ns_flags: u64) -> Result<Forked, Errno> {
+    // SAFETY: SYS_clone with a NULL stack and no CLONE_VM/CLONE_SETTLS/*TID flags is
+    // fork(2) with extra namespace flags: the child runs on a copy of the parent's stack.
+    // No pointers are passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns_flags as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        r if r < 0 => Err(last_errno()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(
+            Pid::from_raw(pid as i32).ok_or(Errno::INVAL)?,
+        )),
+    }
+}
+
+/// Ends the calling process at once: no atexit handlers, no stdio flush (the child
+/// shares the parent's buffers and must not flush them twice).
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Reads the real user id without touching libc's caches.
+pub fn getuid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// unshare(2) for namespace flags only (CLONE_NEW*): never CLONE_FILES or CLONE_FS,
+/// which are what make rustix's wrapper unsafe.
+pub fn unshare_namespaces(ns_flags: i32) -> Result<(), Errno> {
+    const NS_MASK: i32 = libc::CLONE_NEWNS
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWTIME;
+    if ns_flags & !NS_MASK != 0 {
+        return Err(Errno::INVAL);
+    }
+    // SAFETY: only namespace flags reach the kernel (checked above), which change no
+    // memory or fd table the process relies on.
+    let ret = unsafe { libc::unshare(ns_flags) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// kill(2) with raw numbers: `kill` accepts any signal, real-time ones included, which
+/// rustix's Signal type cannot all name.
+pub fn kill(pid: i32, signal: i32) -> Result<(), Errno> {
+    // SAFETY: kill takes plain integers.
+    let ret = unsafe { libc::kill(pid, signal) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
