@@ -1,0 +1,183 @@
+//! Shared helpers for berth-oci's integration tests: they run real containers, so they
+//! need root; without it they print why and pass vacuously (CI runs as root).
+#![allow(dead_code)]
+
+pub use berth_testutil::Bundle;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn berth_oci() -> &'static str {
+    env!("CARGO_BIN_EXE_berth-oci")
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skips the calling test (with a printed reason) when not root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("SKIP: needs root to create namespaces, mounts and cgroups");
+            return;
+        }
+    };
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique container id for this test process.
+pub fn unique_id(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let code = o.status.code().unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
+        Out { code, stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    }
+}
+
+/// A state root for one test, removed (with anything left in it) on drop.
+pub struct Runtime {
+    pub root: tempfile::TempDir,
+    pub binary: String,
+}
+
+impl Runtime {
+    pub fn berth() -> Self {
+        Runtime::with(berth_oci())
+    }
+
+    pub fn with(binary: &str) -> Self {
+        Runtime { root: tempfile::Builder::new().prefix("berth-root-").tempdir().expect("tempdir"), binary: binary.to_string() }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.cmd(args).output().expect("spawn runtime").into()
+    }
+
+    /// `run` in the foreground for a bundle; returns the container's output.
+    pub fn run_bundle(&self, b: &Bundle, id: &str) -> Out {
+        self.run(&["run", "--bundle", b.dir.to_str().expect("utf8"), id])
+    }
+
+    /// `create` with the container's stdio going to files (create returns while the
+    /// init waits, and the init keeps its stdio).
+    pub fn create(&self, b: &Bundle, id: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["create", "--bundle", b.dir.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.detached(b, id, &args)
+    }
+
+    /// `run --detach` with the container's stdio going to a file.
+    pub fn run_detached(&self, b: &Bundle, id: &str) -> Out {
+        self.detached(b, id, &["run", "--detach", "--bundle", b.dir.to_str().expect("utf8"), id])
+    }
+
+    /// Runs a command that leaves the container's init behind: its stdio goes to a file
+    /// (a pipe would stay open in the init and block the wait for EOF).
+    fn detached(&self, b: &Bundle, id: &str, args: &[&str]) -> Out {
+        let log = b.dir.join(format!("{id}.out"));
+        let f = std::fs::File::create(&log).expect("log file");
+        let status = self
+            .cmd(args)
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .status()
+            .expect("spawn");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Out { code: status.code().unwrap_or(128), stdout: String::new(), stderr: text }
+    }
+
+    pub fn state(&self, id: &str) -> serde_json::Value {
+        let o = self.run(&["state", id]);
+        assert_eq!(o.code, 0, "state {id}: {}", o.stderr);
+        serde_json::from_str(&o.stdout).expect("state is JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Polls until the container reaches `status` (up to 5 s).
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..500 {
+            if self.status(id) == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container {id} never reached {status}: {}", self.status(id));
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for id in std::fs::read_dir(self.root.path()).into_iter().flatten().flatten() {
+            let id = id.file_name().to_string_lossy().into_owned();
+            let _ = self.cmd(&["delete", "--force", &id]).output();
+        }
+    }
+}
+
+/// Reads what the container printed (the `create` path writes it to a file).
+pub fn container_output(b: &Bundle, id: &str) -> String {
+    std::fs::read_to_string(b.dir.join(format!("{id}.out"))).unwrap_or_default()
+}
+
+/// Every directory this cgroupsPath would have on the host, in every hierarchy.
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let p = e.path().join(path.trim_start_matches('/'));
+        out.push(p);
+    }
+    out.push(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+    out
+}
+
+/// Asserts nothing of a container is left on the host: no state dir, no cgroup dir,
+/// no mount that mentions the bundle, no process whose cmdline has `token`.
+pub fn assert_no_leftovers(rt: &Runtime, id: &str, cgroups_path: &str, bundle: &Path, token: &str) {
+    assert!(!rt.root.path().join(id).exists(), "state directory of {id} left behind");
+    for d in cgroup_dirs(cgroups_path) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let b = bundle.to_string_lossy();
+    assert!(!mounts.lines().any(|l| l.contains(&*b)), "a mount under {b} leaked to the host");
+    if !token.is_empty() {
+        for p in std::fs::read_dir("/proc").expect("proc").flatten() {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                assert!(!cmd.contains(token), "process left behind: {} {cmd}", p.path().display());
+            }
+        }
+    }
+}
+
+/// Gives the bundle a unique cgroupsPath, returned for leftover checks.
+pub fn unique_cgroup(b: &mut Bundle, id: &str) -> String {
+    let path = format!("/berth-test/{id}");
+    let p = path.clone();
+    b.edit(|c| c["linux"]["cgroupsPath"] = p.into()).expect("edit config");
+    path
+}

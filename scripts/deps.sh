@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The Debian packages berth's build, tests and benchmarks need, one per line.
+cat <<'EOF'
+busybox-static
+runc
+crun
+containerd
+libseccomp-dev
+pkg-config
+hyperfine
+time
+iproute2
+procps
+qemu-system-x86
+linux-image-amd64
+cpio
+EOF
