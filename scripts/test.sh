@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # Tests run real containers concurrently; two threads keep a 2-core machine responsive.
-cargo test --workspace --release -- --test-threads="${BERTH_TEST_THREADS:-2}"
+cargo test --workspace -- --test-threads="${BERTH_TEST_THREADS:-2}"

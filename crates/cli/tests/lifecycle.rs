@@ -9,7 +9,12 @@ fn create_start_kill_delete() {
     let rt = Runtime::berth();
     let id = unique_id("life");
     let token = format!("tok{id}");
-    let mut b = Bundle::busybox(&["sh", "-c", &format!("echo started; exec sleep 1000 # {token}")]).expect("bundle");
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        &format!("echo started; exec sleep 1000 # {token}"),
+    ])
+    .expect("bundle");
     let cg = unique_cgroup(&mut b, &id);
     let pid_file = b.dir.join("pid");
     let o = rt.create(&b, &id, &["--pid-file", pid_file.to_str().expect("utf8")]);
@@ -19,10 +24,18 @@ fn create_start_kill_delete() {
     assert_eq!(st["status"], "created");
     let pid = st["pid"].as_i64().expect("pid");
     assert!(pid > 0);
-    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid file"), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file"),
+        pid.to_string()
+    );
     assert_eq!(st["id"], id.as_str());
-    assert_eq!(st["bundle"], b.dir.canonicalize().expect("canon").to_str().expect("utf8"));
-    assert!(st["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")));
+    assert_eq!(
+        st["bundle"],
+        b.dir.canonicalize().expect("canon").to_str().expect("utf8")
+    );
+    assert!(st["ociVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("1.")));
     // The user's program must not have run before start.
     assert!(!container_output(&b, &id).contains("started"));
 
@@ -40,7 +53,10 @@ fn create_start_kill_delete() {
     assert_ne!(o.code, 0, "a second start must fail");
 
     let o = rt.run(&["delete", &id]);
-    assert_ne!(o.code, 0, "delete of a running container without --force must fail");
+    assert_ne!(
+        o.code, 0,
+        "delete of a running container without --force must fail"
+    );
     assert!(o.stderr.contains("not stopped"), "{}", o.stderr);
 
     let o = rt.run(&["kill", &id, "KILL"]);
@@ -66,13 +82,21 @@ fn run_returns_exit_code_and_signal_status() {
     assert_eq!(rt.run_bundle(&b, &unique_id("exit")).code, 3);
     // Outside a pid namespace the shell is not pid 1, which ignores SIGKILL from inside.
     let mut b = Bundle::busybox(&["sh", "-c", "kill -9 $$"]).expect("bundle");
-    b.edit(|c| c["linux"]["namespaces"].as_array_mut().expect("array").retain(|n| n["type"] != "pid"))
-        .expect("edit");
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("array")
+            .retain(|n| n["type"] != "pid")
+    })
+    .expect("edit");
     assert_eq!(rt.run_bundle(&b, &unique_id("sig")).code, 137);
     let b = Bundle::busybox(&["true"]).expect("bundle");
     let id = unique_id("true");
     assert_eq!(rt.run_bundle(&b, &id).code, 0);
-    assert!(!rt.root.path().join(&id).exists(), "foreground run deletes the container");
+    assert!(
+        !rt.root.path().join(&id).exists(),
+        "foreground run deletes the container"
+    );
 }
 
 #[test]
@@ -80,7 +104,12 @@ fn foreground_run_forwards_signals() {
     require_root!();
     let rt = Runtime::berth();
     // pid 1 ignores signals it has no handler for, so install one that exits 42.
-    let b = Bundle::busybox(&["sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done"]).expect("bundle");
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done",
+    ])
+    .expect("bundle");
     let id = unique_id("fwd");
     let mut child = rt
         .cmd(&["run", "--bundle", b.dir.to_str().expect("utf8"), &id])
@@ -91,7 +120,11 @@ fn foreground_run_forwards_signals() {
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut buf).expect("ready line");
     assert_eq!(&buf, b"ready\n");
-    rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM).expect("kill");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(42));
 }
@@ -111,7 +144,15 @@ fn run_detached_then_list() {
     assert_eq!(list[0]["status"], "running");
     assert_eq!(list[0]["owner"], "root");
     let o = rt.run(&["list"]);
-    assert!(o.stdout.starts_with("ID ") && o.stdout.lines().next().is_some_and(|l| l.contains(" PID ") && l.ends_with("OWNER")), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("ID ")
+            && o.stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(" PID ") && l.ends_with("OWNER")),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains(&id));
     let o = rt.run(&["list", "-q"]);
     assert_eq!(o.stdout.trim(), id);
@@ -124,7 +165,8 @@ fn run_detached_then_list() {
 fn kill_accepts_names_and_numbers_and_all() {
     require_root!();
     let rt = Runtime::berth();
-    let b = Bundle::busybox(&["sh", "-c", "trap 'exit 7' USR1; sleep 1000 & wait"]).expect("bundle");
+    let b =
+        Bundle::busybox(&["sh", "-c", "trap 'exit 7' USR1; sleep 1000 & wait"]).expect("bundle");
     let id = unique_id("kill");
     assert_eq!(rt.run_detached(&b, &id).code, 0);
     assert_ne!(rt.run(&["kill", &id, "NOSUCHSIG"]).code, 0);
@@ -157,11 +199,19 @@ fn spec_and_features() {
     let o = rt.run(&["spec", "--bundle", dir.path().to_str().expect("utf8")]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).expect("config")).expect("json");
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).expect("config"))
+            .expect("json");
     assert_eq!(spec["root"]["path"], "rootfs");
-    assert_ne!(rt.run(&["spec", "--bundle", dir.path().to_str().expect("utf8")]).code, 0, "spec must not overwrite");
+    assert_ne!(
+        rt.run(&["spec", "--bundle", dir.path().to_str().expect("utf8")])
+            .code,
+        0,
+        "spec must not overwrite"
+    );
     let o = rt.run(&["features"]);
     let f: serde_json::Value = serde_json::from_str(&o.stdout).expect("features JSON");
-    assert!(f["linux"]["namespaces"].as_array().is_some_and(|n| n.len() == 8));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|n| n.len() == 8));
     assert_eq!(f["ociVersionMax"], "1.2.0");
 }

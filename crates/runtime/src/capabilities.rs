@@ -65,10 +65,16 @@ pub struct CapSets {
     pub ambient: u64,
 }
 
+/// oci-spec displays capabilities without the CAP_ prefix the spec's JSON uses.
+pub fn number_of(c: &oci_spec::runtime::Capability) -> Option<u32> {
+    let s = c.to_string();
+    number(&s).or_else(|| number(&format!("CAP_{s}")))
+}
+
 fn mask(set: &Option<Capabilities>) -> u64 {
     set.iter()
         .flatten()
-        .filter_map(|c| number(&c.to_string()))
+        .filter_map(number_of)
         .fold(0u64, |m, n| m | (1u64 << n))
 }
 
@@ -117,9 +123,14 @@ mod tests {
         assert_eq!(number("CAP_NOPE"), None);
         // Every name oci-spec can parse must be in the table, or it would be dropped silently.
         for name in NAMES {
-            let parsed: Result<oci_spec::runtime::Capability, _> =
-                serde_json::from_str(&format!("\"{name}\""));
-            assert!(parsed.is_ok(), "{name}");
+            let parsed: oci_spec::runtime::Capability =
+                serde_json::from_str(&format!("\"{name}\""))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                number_of(&parsed),
+                Some(NAMES.iter().position(|n| n == name).unwrap_or(99) as u32),
+                "{name}"
+            );
         }
     }
 }

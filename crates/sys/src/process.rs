@@ -85,3 +85,29 @@ pub fn kill(pid: i32, signal: i32) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Installs a classic-BPF seccomp filter (`bpf` is an array of struct sock_filter).
+pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const u8,
+    }
+    let prog = SockFprog {
+        len: (bpf.len() / 8) as u16,
+        filter: bpf.as_ptr(),
+    };
+    // SAFETY: prog points at `bpf`, alive for the call; the kernel copies the program.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1, /* SECCOMP_SET_MODE_FILTER */
+            flags,
+            &prog as *const SockFprog,
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}

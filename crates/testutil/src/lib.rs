@@ -9,8 +9,31 @@ use std::path::{Path, PathBuf};
 pub const BUSYBOX: &str = "/bin/busybox";
 
 const APPLETS: &[&str] = &[
-    "sh", "true", "false", "sleep", "cat", "ls", "id", "hostname", "echo", "mount", "touch", "mkdir", "grep",
-    "head", "stat", "readlink", "kill", "wc", "env", "pwd", "umask", "test", "printf", "domainname", "ps",
+    "sh",
+    "true",
+    "false",
+    "sleep",
+    "cat",
+    "ls",
+    "id",
+    "hostname",
+    "echo",
+    "mount",
+    "touch",
+    "mkdir",
+    "grep",
+    "head",
+    "stat",
+    "readlink",
+    "kill",
+    "wc",
+    "env",
+    "pwd",
+    "umask",
+    "test",
+    "printf",
+    "domainname",
+    "ps",
 ];
 
 /// A bundle directory with a busybox rootfs and an editable config.
@@ -47,9 +70,16 @@ impl Bundle {
                 std::os::unix::fs::symlink("busybox", link)?;
             }
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")?;
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )?;
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-        let b = Bundle { dir: dir.to_path_buf(), config: default_config(args), _tmp: None };
+        let b = Bundle {
+            dir: dir.to_path_buf(),
+            config: default_config(args),
+            _tmp: None,
+        };
         b.write()?;
         Ok(b)
     }
@@ -60,7 +90,10 @@ impl Bundle {
 
     /// Writes config.json from `self.config`.
     pub fn write(&self) -> anyhow::Result<()> {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config)?)?;
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config)?,
+        )?;
         Ok(())
     }
 

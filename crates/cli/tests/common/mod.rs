@@ -30,7 +30,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A unique container id for this test process.
 pub fn unique_id(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub struct Out {
@@ -42,8 +46,15 @@ pub struct Out {
 impl From<Output> for Out {
     fn from(o: Output) -> Self {
         use std::os::unix::process::ExitStatusExt;
-        let code = o.status.code().unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
-        Out { code, stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+        let code = o
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0));
+        Out {
+            code,
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
     }
 }
 
@@ -59,7 +70,13 @@ impl Runtime {
     }
 
     pub fn with(binary: &str) -> Self {
-        Runtime { root: tempfile::Builder::new().prefix("berth-root-").tempdir().expect("tempdir"), binary: binary.to_string() }
+        Runtime {
+            root: tempfile::Builder::new()
+                .prefix("berth-root-")
+                .tempdir()
+                .expect("tempdir"),
+            binary: binary.to_string(),
+        }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -89,13 +106,23 @@ impl Runtime {
 
     /// `run --detach` with the container's stdio going to a file.
     pub fn run_detached(&self, b: &Bundle, id: &str) -> Out {
-        self.detached(b, id, &["run", "--detach", "--bundle", b.dir.to_str().expect("utf8"), id])
+        self.detached(
+            b,
+            id,
+            &[
+                "run",
+                "--detach",
+                "--bundle",
+                b.dir.to_str().expect("utf8"),
+                id,
+            ],
+        )
     }
 
     /// Runs a command that leaves the container's init behind: its stdio goes to a file
     /// (a pipe would stay open in the init and block the wait for EOF).
     fn detached(&self, b: &Bundle, id: &str, args: &[&str]) -> Out {
-        let log = b.dir.join(format!("{id}.out"));
+        let log = b.dir.join(format!("{}.out", id.replace('/', "_")));
         let f = std::fs::File::create(&log).expect("log file");
         let status = self
             .cmd(args)
@@ -104,7 +131,11 @@ impl Runtime {
             .status()
             .expect("spawn");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Out { code: status.code().unwrap_or(128), stdout: String::new(), stderr: text }
+        Out {
+            code: status.code().unwrap_or(128),
+            stdout: String::new(),
+            stderr: text,
+        }
     }
 
     pub fn state(&self, id: &str) -> serde_json::Value {
@@ -114,7 +145,10 @@ impl Runtime {
     }
 
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Polls until the container reaches `status` (up to 5 s).
@@ -131,7 +165,11 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        for id in std::fs::read_dir(self.root.path()).into_iter().flatten().flatten() {
+        for id in std::fs::read_dir(self.root.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = id.file_name().to_string_lossy().into_owned();
             let _ = self.cmd(&["delete", "--force", &id]).output();
         }
@@ -146,7 +184,11 @@ pub fn container_output(b: &Bundle, id: &str) -> String {
 /// Every directory this cgroupsPath would have on the host, in every hierarchy.
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = e.path().join(path.trim_start_matches('/'));
         out.push(p);
     }
@@ -157,18 +199,28 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
 /// Asserts nothing of a container is left on the host: no state dir, no cgroup dir,
 /// no mount that mentions the bundle, no process whose cmdline has `token`.
 pub fn assert_no_leftovers(rt: &Runtime, id: &str, cgroups_path: &str, bundle: &Path, token: &str) {
-    assert!(!rt.root.path().join(id).exists(), "state directory of {id} left behind");
+    assert!(
+        !rt.root.path().join(id).exists(),
+        "state directory of {id} left behind"
+    );
     for d in cgroup_dirs(cgroups_path) {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let b = bundle.to_string_lossy();
-    assert!(!mounts.lines().any(|l| l.contains(&*b)), "a mount under {b} leaked to the host");
+    assert!(
+        !mounts.lines().any(|l| l.contains(&*b)),
+        "a mount under {b} leaked to the host"
+    );
     if !token.is_empty() {
         for p in std::fs::read_dir("/proc").expect("proc").flatten() {
             if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                assert!(!cmd.contains(token), "process left behind: {} {cmd}", p.path().display());
+                assert!(
+                    !cmd.contains(token),
+                    "process left behind: {} {cmd}",
+                    p.path().display()
+                );
             }
         }
     }
@@ -178,6 +230,7 @@ pub fn assert_no_leftovers(rt: &Runtime, id: &str, cgroups_path: &str, bundle: &
 pub fn unique_cgroup(b: &mut Bundle, id: &str) -> String {
     let path = format!("/berth-test/{id}");
     let p = path.clone();
-    b.edit(|c| c["linux"]["cgroupsPath"] = p.into()).expect("edit config");
+    b.edit(|c| c["linux"]["cgroupsPath"] = p.into())
+        .expect("edit config");
     path
 }

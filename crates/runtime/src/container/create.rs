@@ -69,6 +69,9 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         opts.no_pivot,
     )?;
     let mut plan = InitPlan::build(&spec, ns, rootfs, opts.preserve_fds)?;
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        plan.seccomp = Some(crate::seccomp::compile(s)?);
+    }
     let floor = 3 + opts.preserve_fds as i32;
     if opts.launch == Launch::Create {
         plan.exec_fifo = Some(make_exec_fifo(&rollback.dir, floor)?);
@@ -98,7 +101,7 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     st.save(&opts.root)?;
 
     let signals = (opts.launch == Launch::RunForeground)
-        .then(block_signals)
+        .then(|| block_signals(floor))
         .transpose()?;
     let spawned = spawn::spawn(&plan, &setup)?;
     rollback.pid = Some(spawned.pid.as_raw_nonzero().get());
@@ -304,7 +307,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
 
 /// Blocks every signal and reads them from a signalfd instead, *before* the clone: a
 /// SIGCHLD can then never slip between checking on the child and waiting for it.
-fn block_signals() -> Result<OwnedFd, Error> {
+fn block_signals(floor: i32) -> Result<OwnedFd, Error> {
     let io = |e: berth_sys::Errno| Error::Io {
         what: "blocking signals for",
         path: "run".into(),
@@ -312,7 +315,7 @@ fn block_signals() -> Result<OwnedFd, Error> {
     };
     let all = berth_sys::signal::SigSet::all();
     berth_sys::signal::set_mask(&all).map_err(io)?;
-    berth_sys::signal::signalfd(&all).map_err(io)
+    lift(berth_sys::signal::signalfd(&all).map_err(io)?, floor)
 }
 
 /// Forwards every signal to the init until it exits; returns its exit code.

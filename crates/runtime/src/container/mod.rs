@@ -36,6 +36,8 @@ pub enum Error {
     #[error(transparent)]
     Spawn(#[from] crate::process::spawn::SpawnError),
     #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error("{what} {path}: {source}")]
     Io {

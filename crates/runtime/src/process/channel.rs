@@ -55,10 +55,11 @@ pub enum Step {
     ExecLookup,
     ExecFifo,
     Exec,
+    Seccomp,
 }
 
 impl Step {
-    const ALL: [Step; 38] = [
+    const ALL: [Step; 39] = [
         Step::WaitParent,
         Step::JoinNamespace,
         Step::UnshareCgroupNs,
@@ -97,6 +98,7 @@ impl Step {
         Step::ExecLookup,
         Step::ExecFifo,
         Step::Exec,
+        Step::Seccomp,
     ];
 
     fn from_u32(v: u32) -> Option<Step> {
@@ -173,15 +175,17 @@ const FAILED: u32 = 3;
 /// One end of the channel.
 pub struct Channel(OwnedFd);
 
-/// Creates the channel: (parent's end, child's end), both close-on-exec.
-pub fn pair() -> Result<(Channel, Channel), Errno> {
+/// Creates the channel: (parent's end, child's end), both close-on-exec and numbered
+/// at or above `floor`, so they can never sit in the range `--preserve-fds` passes on.
+pub fn pair(floor: i32) -> Result<(Channel, Channel), Errno> {
     let (a, b) = rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
     )?;
-    Ok((Channel(a), Channel(b)))
+    let lift = |fd: OwnedFd| rustix::io::fcntl_dupfd_cloexec(&fd, floor);
+    Ok((Channel(lift(a)?), Channel(lift(b)?)))
 }
 
 impl Channel {
@@ -245,7 +249,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let (a, b) = pair().expect("socketpair");
+        let (a, b) = pair(3).expect("socketpair");
         a.send(&Msg::Go).expect("send");
         assert!(matches!(b.recv(), Ok(Some(Msg::Go))));
         let f = Failure::new(Step::MountAttach, 3, Errno::PERM).with_detail(b"e tmpfs: Bad value");

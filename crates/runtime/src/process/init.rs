@@ -83,6 +83,11 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
             .map_err(fail(Step::Stdio, 0))?;
     }
     drop(console);
+    if !plan.no_new_privs {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we
+        // still have every capability.
+        seccomp(plan)?;
+    }
     credentials(plan)?;
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(plan.umask));
     rustix::process::chdir(plan.cwd.as_c_str()).map_err(fail(Step::Chdir, 0))?;
@@ -91,7 +96,17 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
     }
     let exe = find_executable(plan)?;
     fds(plan)?;
+    if plan.no_new_privs {
+        seccomp(plan)?;
+    }
     Ok(exe)
+}
+
+fn seccomp(plan: &InitPlan) -> R<()> {
+    if let Some(p) = &plan.seccomp {
+        berth_sys::process::seccomp_set_filter(&p.bpf, p.flags).map_err(fail(Step::Seccomp, 0))?;
+    }
+    Ok(())
 }
 
 fn namespaces(plan: &InitPlan) -> R<()> {
@@ -188,7 +203,11 @@ fn find_executable(plan: &InitPlan) -> R<usize> {
 fn fds(plan: &InitPlan) -> R<()> {
     berth_sys::fd::cloexec_from(3 + plan.preserve_fds).map_err(fail(Step::Fds, 0))?;
     for fd in 3..3 + plan.preserve_fds {
-        berth_sys::fd::clear_cloexec(fd as i32).map_err(fail(Step::Fds, fd as usize))?;
+        // A preserved number the caller left closed simply passes nothing, as with runc.
+        match berth_sys::fd::clear_cloexec(fd as i32) {
+            Ok(()) | Err(Errno::BADF) => {}
+            Err(e) => return Err(Failure::new(Step::Fds, fd, e)),
+        }
     }
     Ok(())
 }

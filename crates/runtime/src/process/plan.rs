@@ -149,6 +149,7 @@ pub struct InitPlan {
     pub argv: CStrArray,
     pub envp: CStrArray,
     pub preserve_fds: u32,
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -253,6 +254,7 @@ impl InitPlan {
             argv: CStrArray::new(argv),
             envp: CStrArray::new(envp),
             preserve_fds,
+            seccomp: None,
         })
     }
 
@@ -357,6 +359,7 @@ impl InitPlan {
                     .unwrap_or_default()
             ),
             ExecFifo => "waiting on the exec fifo for start".into(),
+            Seccomp => "installing the seccomp filter (linux.seccomp)".into(),
             Exec => format!(
                 "exec {:?}",
                 self.argv

@@ -72,7 +72,8 @@ pub struct Spawned {
 
 /// Clones the init and takes it through the handshake up to `Ready`.
 pub fn spawn(plan: &InitPlan, setup: &ParentSetup) -> Result<Spawned, SpawnError> {
-    let (parent, child) = channel::pair().map_err(|e| SpawnError::Channel(io(e)))?;
+    let (parent, child) =
+        channel::pair(3 + plan.preserve_fds as i32).map_err(|e| SpawnError::Channel(io(e)))?;
     for j in &plan.ns.parent_join {
         rustix::thread::move_into_link_name_space(j.fd.as_fd(), Some(j.kind)).map_err(|e| {
             SpawnError::JoinNamespace {

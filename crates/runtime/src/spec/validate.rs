@@ -296,14 +296,6 @@ fn linux(spec: &Spec) -> Result<(), SpecError> {
             sysctl_allowed(key, &has_new)?;
         }
     }
-    if let Some(seccomp) = linux.seccomp() {
-        let _ = seccomp;
-        return Err(SpecError::invalid(
-            "linux.seccomp",
-            "seccomp filters are not implemented in this berth-oci build yet; remove the section or use runc",
-            "config-linux.md#seccomp",
-        ));
-    }
     Ok(())
 }
 

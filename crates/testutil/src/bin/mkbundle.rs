@@ -7,7 +7,15 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: mkbundle DIR [ARGS...]");
     };
     let rest: Vec<String> = args.collect();
-    let argv: Vec<&str> = if rest.is_empty() { vec!["sh", "-c", "echo hello from a berth container: pid $$, hostname $(hostname)"] } else { rest.iter().map(String::as_str).collect() };
+    let argv: Vec<&str> = if rest.is_empty() {
+        vec![
+            "sh",
+            "-c",
+            "echo hello from a berth container: pid $$, hostname $(hostname)",
+        ]
+    } else {
+        rest.iter().map(String::as_str).collect()
+    };
     berth_testutil::Bundle::create_in(std::path::Path::new(&dir), &argv)?;
     println!("{dir}");
     Ok(())

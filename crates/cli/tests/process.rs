@@ -1,0 +1,254 @@
+//! The container's process: what it sees of itself from inside.
+
+mod common;
+use common::*;
+
+fn run_sh(script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Out {
+    let rt = Runtime::berth();
+    let mut b = Bundle::busybox(&["sh", "-c", script]).expect("bundle");
+    b.edit(edit).expect("edit");
+    rt.run_bundle(&b, &unique_id("proc"))
+}
+
+#[test]
+fn pid_one_hostname_env_cwd() {
+    require_root!();
+    let o = run_sh(
+        "echo pid=$$; hostname; echo dom=$(cat /proc/sys/kernel/domainname); echo foo=$FOO; pwd",
+        |c| {
+            c["process"]["env"]
+                .as_array_mut()
+                .expect("env")
+                .push("FOO=bar baz".into());
+            c["process"]["cwd"] = "/work/dir".into();
+            c["domainname"] = "example.test".into();
+        },
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        "pid=1\nberth-test\ndom=example.test\nfoo=bar baz\n/work/dir\n"
+    );
+}
+
+#[test]
+fn user_groups_and_umask() {
+    require_root!();
+    let o = run_sh("id -u; id -g; id -G; umask", |c| {
+        c["process"]["user"] =
+            serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 63});
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "1000\n1001\n1001 5 7\n0077\n");
+}
+
+fn cap_mask(names: &[&str]) -> u64 {
+    names
+        .iter()
+        .map(|n| 1u64 << berth_runtime::capabilities::number(n).expect("known cap"))
+        .sum()
+}
+
+#[test]
+fn capabilities_match_the_config() {
+    require_root!();
+    let o = run_sh(
+        "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status",
+        |c| {
+            c["process"]["capabilities"] = serde_json::json!({
+                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_CHROOT"],
+                "effective": ["CAP_CHOWN", "CAP_KILL"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+                "inheritable": ["CAP_NET_RAW"],
+                "ambient": ["CAP_NET_RAW"]
+            });
+            c["process"]["noNewPrivileges"] = false.into();
+        },
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let get = |k: &str| {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+            .expect(k)
+    };
+    // sh is exec'd as root with ambient NET_RAW: effective = permitted after exec for root.
+    assert_eq!(
+        get("CapBnd:"),
+        cap_mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_CHROOT"])
+    );
+    assert_eq!(get("CapInh:"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(get("CapAmb:"), cap_mask(&["CAP_NET_RAW"]));
+    assert_eq!(
+        get("CapPrm:") & !cap_mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_CHROOT"]),
+        0
+    );
+}
+
+#[test]
+fn non_root_user_gets_exactly_its_effective_set() {
+    require_root!();
+    let o = run_sh("grep -E '^Cap(Eff|Prm)' /proc/self/status", |c| {
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        c["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "effective": ["CAP_NET_BIND_SERVICE"],
+            "permitted": ["CAP_NET_BIND_SERVICE"],
+            "ambient": ["CAP_NET_BIND_SERVICE"],
+            "inheritable": ["CAP_NET_BIND_SERVICE"]
+        });
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let want = format!("{:016x}", cap_mask(&["CAP_NET_BIND_SERVICE"]));
+    assert!(
+        o.stdout.contains(&format!("CapEff:\t{want}")),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn no_new_privileges_is_set() {
+    require_root!();
+    let o = run_sh("grep NoNewPrivs /proc/self/status", |_| {});
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{}", o.stdout);
+    let o = run_sh("grep NoNewPrivs /proc/self/status", |c| {
+        c["process"]["noNewPrivileges"] = false.into()
+    });
+    assert!(o.stdout.contains("NoNewPrivs:\t0"), "{}", o.stdout);
+}
+
+#[test]
+fn rlimits_apply_and_an_impossible_one_fails_clearly() {
+    require_root!();
+    let o = run_sh("ulimit -n; ulimit -Hn", |c| {
+        c["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 800}]);
+    });
+    assert_eq!(o.stdout, "512\n800\n", "{}", o.stderr);
+    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    if host_hard == u64::MAX
+        || berth_runtime::capabilities::have(berth_runtime::capabilities::CAP_SYS_RESOURCE)
+    {
+        eprintln!("SKIP part: this host may raise hard limits");
+        return;
+    }
+    let o = run_sh("true", |c| {
+        c["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": host_hard + 1}]);
+    });
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("RLIMIT_NOFILE") && o.stderr.contains("CAP_SYS_RESOURCE"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn negative_oom_score_adj_without_cap_sys_resource_fails_clearly() {
+    require_root!();
+    let o = run_sh("cat /proc/self/oom_score_adj", |c| {
+        c["process"]["oomScoreAdj"] = 500.into()
+    });
+    assert_eq!(o.stdout.trim(), "500", "{}", o.stderr);
+    if berth_runtime::capabilities::have(berth_runtime::capabilities::CAP_SYS_RESOURCE) {
+        return;
+    }
+    let o = run_sh("true", |c| c["process"]["oomScoreAdj"] = (-100).into());
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("oomScoreAdj") && o.stderr.contains("CAP_SYS_RESOURCE"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn no_host_fd_reaches_the_container() {
+    require_root!();
+    let rt = Runtime::berth();
+    let b = Bundle::busybox(&["ls", "/proc/self/fd"]).expect("bundle");
+    // An fd the caller leaks on purpose (no CLOEXEC) must still not arrive.
+    let leak = std::fs::File::open("/etc/hostname").expect("open");
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leak);
+    rustix::io::fcntl_setfd(&leak, rustix::io::FdFlags::empty()).expect("clear cloexec");
+    let o = rt.run_bundle(&b, &unique_id("fds"));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // ls itself opens one fd for the directory it lists.
+    let fds: Vec<i32> = o
+        .stdout
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        fds.iter().all(|&f| f <= 3),
+        "unexpected fds {fds:?} (leaked host fd was {raw})"
+    );
+    drop(leak);
+}
+
+#[test]
+fn preserve_fds_passes_exactly_those() {
+    require_root!();
+    let rt = Runtime::berth();
+    let b = Bundle::busybox(&["sh", "-c", "cat <&3; ls /proc/self/fd"]).expect("bundle");
+    let file = b.dir.join("payload");
+    std::fs::write(&file, "preserved\n").expect("write");
+    // The shell opens the payload as fd 3 and execs berth-oci with it.
+    let o: Out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec "$0" --root "$1" run --preserve-fds 1 --bundle "$2" "$3" 3<"$4""#)
+        .args([
+            berth_oci(),
+            rt.root.path().to_str().expect("utf8"),
+            b.dir.to_str().expect("utf8"),
+            &unique_id("pfd"),
+        ])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run")
+        .into();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("preserved\n"), "{}", o.stdout);
+    // ls opens one more fd (4) for the directory it lists.
+    let fds: Vec<i32> = o
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    assert_eq!(fds, vec![0, 1, 2, 3, 4], "{}", o.stdout);
+}
+
+#[test]
+fn preserve_fds_never_hands_over_the_runtimes_own_fds() {
+    require_root!();
+    // No fd 3 is given: the container must not find berth-oci's signalfd or channel there.
+    let rt = Runtime::berth();
+    let b = Bundle::busybox(&["sh", "-c", "ls /proc/self/fd"]).expect("bundle");
+    let o = rt.run(&[
+        "run",
+        "--preserve-fds",
+        "2",
+        "--bundle",
+        b.dir.to_str().expect("utf8"),
+        &unique_id("pfd2"),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let fds: Vec<i32> = o
+        .stdout
+        .lines()
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    assert_eq!(
+        fds,
+        vec![0, 1, 2, 3],
+        "only stdio (and ls's own fd 3) expected: {}",
+        o.stdout
+    );
+}

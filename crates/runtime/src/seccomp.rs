@@ -1,0 +1,169 @@
+//! Seccomp (config-linux.md#seccomp): the OCI profile is compiled to classic BPF with
+//! libseccomp in the parent, where allocating is fine; the init only installs the
+//! finished program with one seccomp(2) call, as late as the spec allows.
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+use std::str::FromStr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("{field}: {problem} (runtime-spec config-linux.md#seccomp)")]
+    Invalid { field: String, problem: String },
+    #[error("{field}: libseccomp: {message}")]
+    Compile { field: String, message: String },
+}
+
+/// A compiled filter: raw `struct sock_filter` bytes and seccomp(2) flags.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub bpf: Vec<u8>,
+    pub flags: u32,
+}
+
+const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+const SECCOMP_FILTER_FLAG_LOG: u32 = 2;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 4;
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+fn action(
+    field: &str,
+    a: LinuxSeccompAction,
+    errno: Option<u32>,
+    default_errno: u32,
+) -> Result<ScmpAction, SeccompError> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(default_errno) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.unwrap_or(default_errno) as u16)
+        }
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(SeccompError::Invalid {
+                field: field.to_string(),
+                problem:
+                    "SCMP_ACT_NOTIFY (with listenerPath) is not supported by this berth-oci build"
+                        .into(),
+            })
+        }
+    })
+}
+
+fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        // The spec's "value" is the mask and "valueTwo" the value it must equal.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value_two.unwrap_or(0)),
+    }
+}
+
+fn lib(field: &str) -> impl Fn(libseccomp::error::SeccompError) -> SeccompError + '_ {
+    move |e| SeccompError::Compile {
+        field: field.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Compiles the profile. Syscall names this kernel's libseccomp does not know are
+/// skipped, as runc does, so one profile serves old and new kernels.
+pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    let default = action(
+        "linux.seccomp.defaultAction",
+        s.default_action(),
+        s.default_errno_ret(),
+        default_errno,
+    )?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction"))?;
+    for (i, arch) in s.architectures().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.architectures[{i}]");
+        let name = serde_json::to_value(arch)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let a = ScmpArch::from_str(&name).map_err(|_| SeccompError::Invalid {
+            field: field.clone(),
+            problem: format!("unknown architecture {name:?}"),
+        })?;
+        ctx.add_arch(a).map_err(lib(&field))?;
+    }
+    let mut flags = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
+        };
+    }
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(&field, sc.action(), sc.errno_ret(), default_errno)?;
+        if act == default {
+            continue;
+        }
+        for name in sc.names() {
+            let Ok(nr) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let args = sc.args().clone().unwrap_or_default();
+            let cmps: Vec<ScmpArgCompare> = args
+                .iter()
+                .map(|a| {
+                    ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value_two()), a.value())
+                })
+                .collect();
+            // libseccomp cannot AND two conditions on the same argument: such rules are
+            // split into one rule per condition (matching any), as runc does.
+            let mut indexes: Vec<u32> = args.iter().map(|a| a.index() as u32).collect();
+            indexes.sort_unstable();
+            let repeated = indexes.windows(2).any(|w| w[0] == w[1]);
+            if cmps.is_empty() {
+                ctx.add_rule(act, nr).map_err(lib(&field))?;
+            } else if repeated {
+                for c in cmps {
+                    ctx.add_rule_conditional(act, nr, &[c])
+                        .map_err(lib(&field))?;
+                }
+            } else {
+                ctx.add_rule_conditional(act, nr, &cmps)
+                    .map_err(lib(&field))?;
+            }
+        }
+    }
+    let memfd = rustix::fs::memfd_create(c"berth-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| SeccompError::Compile {
+            field: "linux.seccomp".into(),
+            message: e.to_string(),
+        })?;
+    ctx.export_bpf(&memfd).map_err(lib("linux.seccomp"))?;
+    let mut file = std::fs::File::from(memfd);
+    let mut bpf = Vec::new();
+    use std::io::{Read, Seek};
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bpf))
+        .map_err(|e| SeccompError::Compile {
+            field: "linux.seccomp".into(),
+            message: e.to_string(),
+        })?;
+    Ok(Program { bpf, flags })
+}
