@@ -127,7 +127,7 @@ mkcpio() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | nice cpio --quiet -o
 # Copies HOST file to STAGE/GUEST dereferencing symlinks, and the libraries it needs.
 copy_libs() { # stage elf
     local stage=$1 f=$2 lib
-    ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3; next} $1 ~ /^\// {print $1}' |
+    { ldd "$f" 2>/dev/null || true; } | awk '$2 == "=>" && $3 ~ /^\// {print $3; next} $1 ~ /^\// {print $1}' |
     while read -r lib; do
         [ -e "$stage$lib" ] && continue
         mkdir -p "$stage${lib%/*}"

@@ -149,6 +149,11 @@ pub fn program(rules: &[DeviceRule]) -> Vec<Insn> {
         }
         p.push(insn(MOV_K, 0, 0, 0, r.allow as i32));
         p.push(insn(EXIT, 0, 0, 0, 0));
+        if n == 0 && !access_check {
+            // This rule matches every device: anything after it is unreachable, and the
+            // verifier rejects unreachable instructions.
+            return p;
+        }
     }
     p.push(insn(MOV_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
@@ -229,6 +234,37 @@ mod tests {
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0, "sda read");
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 136, 7), 1, "pts");
         assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 4, 1), 0, "tty1");
+    }
+
+    /// The verifier rejects unreachable code: nothing may follow a catch-all rule.
+    fn assert_all_reachable(p: &[Insn]) {
+        let mut reach = vec![false; p.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            if pc >= p.len() || reach[pc] {
+                continue;
+            }
+            reach[pc] = true;
+            match p[pc].code {
+                EXIT => {}
+                JNE_K => todo.extend([pc + 1, pc + 1 + p[pc].off as usize]),
+                _ => todo.push(pc + 1),
+            }
+        }
+        assert!(
+            reach.iter().all(|r| *r),
+            "unreachable instructions in {p:?}"
+        );
+    }
+
+    #[test]
+    fn programs_have_no_unreachable_code() {
+        let deny_all = DeviceRule::new(false, 'a', None, None, "rwm");
+        let mut rules = vec![deny_all.clone()];
+        rules.extend(device_rules(&[]));
+        assert_all_reachable(&program(&rules));
+        assert_all_reachable(&program(&[deny_all]));
+        assert_all_reachable(&program(&device_rules(&[])));
     }
 
     #[test]
