@@ -218,7 +218,7 @@ mod tests {
         let deny_all = DeviceRule::new(false, 'a', None, None, "rwm");
         let mut rules = vec![deny_all];
         rules.push(DeviceRule::new(true, 'c', Some(10), Some(200), "rw"));
-        rules.extend(device_rules(&[]).into_iter());
+        rules.extend(device_rules(&[]));
         let p = program(&rules);
         assert_eq!(
             run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3),

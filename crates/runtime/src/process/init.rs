@@ -1,6 +1,9 @@
 //! The container's init, between clone and exec. Async-signal-safe only: every value
 //! comes pre-built from [`InitPlan`]; failures go to the parent as fixed-size frames.
 
+// A Failure is returned by value on purpose: boxing it would allocate between clone and exec.
+#![allow(clippy::result_large_err)]
+
 use super::channel::{Channel, Failure, Msg, Step};
 use super::plan::InitPlan;
 use crate::rootfs::setup;

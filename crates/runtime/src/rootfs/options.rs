@@ -38,7 +38,7 @@ fn attr(set: u64, clear: u64) -> Opt {
 
 /// Classifies one option string.
 pub fn classify(o: &str) -> Opt {
-    let p = |flag: libc::c_ulong| Opt::Propagation(flag as u64);
+    let p = |flag: libc::c_ulong| Opt::Propagation(flag);
     let rec = libc::MS_REC;
     match o {
         "ro" => attr(MOUNT_ATTR_RDONLY, 0),
@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(classify("rw"), attr(0, MOUNT_ATTR_RDONLY));
         assert_eq!(
             classify("rslave"),
-            Opt::Propagation((libc::MS_SLAVE | libc::MS_REC) as u64)
+            Opt::Propagation(libc::MS_SLAVE | libc::MS_REC)
         );
         assert_eq!(classify("rbind"), Opt::Bind { recursive: true });
         assert_eq!(classify("mode=755"), Opt::Data);

@@ -158,8 +158,8 @@ pub fn build(
     };
     // Shared would propagate the container's mounts back to the host's namespace.
     let initial_propagation = match propagation {
-        Some(f) if f & libc::MS_SHARED as u64 == 0 => f | libc::MS_REC as u64,
-        _ => (libc::MS_SLAVE | libc::MS_REC) as u64,
+        Some(f) if f & libc::MS_SHARED == 0 => f | libc::MS_REC,
+        _ => libc::MS_SLAVE | libc::MS_REC,
     };
 
     let mut mounts = Vec::new();

@@ -1,6 +1,9 @@
 //! Child side: carries out a [`RootfsPlan`] between clone and exec. Raw syscalls on
 //! pre-built data only: no allocation, no formatting, errors as [`Failure`] frames.
 
+// A Failure is returned by value on purpose: boxing it would allocate between clone and exec.
+#![allow(clippy::result_large_err)]
+
 use super::{MountKind, MountPlan, RootPath, RootfsPlan};
 use crate::process::channel::{Failure, Step};
 use berth_sys::mount::{mount_setattr, Attr, AT_EMPTY_PATH, AT_RECURSIVE, MOUNT_ATTR_RDONLY};
@@ -237,11 +240,11 @@ fn mount_one(root: BorrowedFd, index: usize, m: &MountPlan) -> R<()> {
     }
     attach(&tree, &target).map_err(fail(Step::MountAttach, index))?;
     if m.attr.propagation != 0 {
-        let rec = m.attr.propagation & libc::MS_REC as u64 != 0;
+        let rec = m.attr.propagation & libc::MS_REC != 0;
         let a = Attr {
             set: 0,
             clear: 0,
-            propagation: m.attr.propagation & !(libc::MS_REC as u64),
+            propagation: m.attr.propagation & !libc::MS_REC,
             userns_fd: -1,
         };
         mount_setattr(
