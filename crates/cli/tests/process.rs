@@ -109,6 +109,21 @@ fn non_root_user_gets_exactly_its_effective_set() {
 }
 
 #[test]
+fn ambient_without_inheritable_is_ignored_like_runc() {
+    require_root!();
+    // runc's own `spec` template lists ambient capabilities and no inheritable ones.
+    let o = run_sh("grep CapAmb /proc/self/status", |c| {
+        c["process"]["capabilities"]["ambient"] = serde_json::json!(["CAP_KILL"]);
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("CapAmb:\t0000000000000000"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
 fn no_new_privileges_is_set() {
     require_root!();
     let o = run_sh("grep NoNewPrivs /proc/self/status", |_| {});

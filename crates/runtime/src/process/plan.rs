@@ -214,11 +214,23 @@ impl InitPlan {
             sysctls.push((p, cstring(&field, v)?, field));
         }
         let user = process.user();
-        let caps = process
+        let mut caps = process
             .capabilities()
             .as_ref()
             .map(CapSets::from_spec)
             .unwrap_or_default();
+        // The kernel raises an ambient capability only if it is permitted and inheritable;
+        // runc drops the others with a warning (its own default spec relies on that).
+        let dropped = caps.ambient & !(caps.permitted & caps.inheritable);
+        if dropped != 0 {
+            let names: Vec<&str> = (0..64)
+                .filter(|b| dropped & (1u64 << b) != 0)
+                .filter_map(|b| capabilities::NAMES.get(b))
+                .copied()
+                .collect();
+            tracing::warn!("process.capabilities.ambient: ignoring {names:?}: not in both permitted and inheritable");
+            caps.ambient &= caps.permitted & caps.inheritable;
+        }
         let hostname = spec
             .hostname()
             .as_ref()
