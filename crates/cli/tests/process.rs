@@ -267,3 +267,78 @@ fn preserve_fds_never_hands_over_the_runtimes_own_fds() {
         o.stdout
     );
 }
+
+/// A strict allowlist without noNewPrivileges is installed before the runtime drops
+/// privileges: the runtime's own remaining syscalls (faccessat2, close_range, …) may be
+/// filtered and must not make the start fail.
+#[test]
+fn seccomp_allowlist_that_filters_runtime_syscalls() {
+    require_root!();
+    let allowed = [
+        "execve",
+        "brk",
+        "arch_prctl",
+        "mmap",
+        "munmap",
+        "mprotect",
+        "read",
+        "write",
+        "exit",
+        "exit_group",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "getuid",
+        "geteuid",
+        "getgid",
+        "getegid",
+        "setresuid",
+        "setresgid",
+        "setgroups",
+        "capset",
+        "capget",
+        "prctl",
+        "umask",
+        "chdir",
+        "newfstatat",
+        "fstat",
+        "sendto",
+        "getpid",
+        "set_tid_address",
+        "openat",
+        "close",
+        "ioctl",
+        "uname",
+        "getppid",
+        "wait4",
+        "fcntl",
+        "getcwd",
+    ];
+    let o = run_sh("echo filtered-ok", |c| {
+        c["process"]["noNewPrivileges"] = false.into();
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": allowed.to_vec(), "action": "SCMP_ACT_ALLOW"}]
+        });
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "filtered-ok\n");
+}
+
+#[test]
+fn seccomp_errno_action_applies() {
+    require_root!();
+    let o = run_sh("mkdir /dev/shm/x; echo rc=$?", |c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+        });
+    });
+    assert_eq!(o.stdout, "rc=1\n");
+    assert!(
+        o.stderr.contains("Function not implemented"),
+        "{}",
+        o.stderr
+    );
+}

@@ -242,3 +242,15 @@ fn joins_namespaces_by_path() {
     let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns");
     assert_eq!(o.stdout, format!("shared-uts\n{}\n", net.display()));
 }
+
+#[test]
+fn rootfs_propagation_values_all_start() {
+    require_root!();
+    for p in ["shared", "slave", "private", "unbindable", "rprivate"] {
+        let mut b = Bundle::busybox(&["true"]).expect("bundle");
+        b.edit(|c| c["linux"]["rootfsPropagation"] = p.into())
+            .expect("edit");
+        let o = run_in(&b);
+        assert_eq!(o.code, 0, "rootfsPropagation {p}: {}", o.stderr);
+    }
+}

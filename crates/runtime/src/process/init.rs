@@ -86,6 +86,8 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
             .map_err(fail(Step::Stdio, 0))?;
     }
     drop(console);
+    // Before any seccomp filter: close_range may not be on a profile's allowlist.
+    fds(plan)?;
     if !plan.no_new_privs {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we
         // still have every capability.
@@ -98,7 +100,6 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
         rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs, 0))?;
     }
     let exe = find_executable(plan)?;
-    fds(plan)?;
     if plan.no_new_privs {
         seccomp(plan)?;
     }
@@ -180,25 +181,45 @@ fn credentials(plan: &InitPlan) -> R<()> {
 fn find_executable(plan: &InitPlan) -> R<usize> {
     let mut last = Errno::NOENT;
     for (i, c) in plan.candidates.iter().enumerate() {
-        match rustix::fs::statat(CWD, c.as_c_str(), AtFlags::empty()) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+        let st = match rustix::fs::statat(CWD, c.as_c_str(), AtFlags::empty()) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
             Ok(_) => {
                 last = Errno::ACCESS;
                 continue;
             }
+            // A seccomp profile may filter the lookup itself: leave the verdict to execve.
+            Err(Errno::PERM) | Err(Errno::NOSYS) => return Ok(i),
             Err(e) => {
                 if e != Errno::NOENT && e != Errno::NOTDIR {
                     last = e;
                 }
                 continue;
             }
-        }
+        };
         match rustix::fs::accessat(CWD, c.as_c_str(), Access::EXEC_OK, AtFlags::EACCESS) {
             Ok(()) => return Ok(i),
+            // faccessat2 filtered (a profile from before it existed) or missing: judge by
+            // the mode bits, as Go's exec.LookPath does.
+            Err(Errno::PERM) | Err(Errno::NOSYS) if executable_by_mode(&st) => return Ok(i),
             Err(e) => last = e,
         }
     }
     Err(Failure::new(Step::ExecLookup, 0, last))
+}
+
+fn executable_by_mode(st: &rustix::fs::Stat) -> bool {
+    let mode = st.st_mode;
+    let uid = rustix::process::geteuid().as_raw();
+    if uid == 0 {
+        return mode & 0o111 != 0;
+    }
+    if st.st_uid == uid {
+        return mode & 0o100 != 0;
+    }
+    if st.st_gid == rustix::process::getegid().as_raw() {
+        return mode & 0o010 != 0;
+    }
+    mode & 0o001 != 0
 }
 
 /// Nothing but stdio and the preserved fds may reach the container: mark every other

@@ -157,8 +157,11 @@ pub fn build(
         },
     };
     // Shared would propagate the container's mounts back to the host's namespace.
+    // Only private can replace the default rslave up front: shared would propagate the
+    // container's mounts back to the host, and an unbindable rootfs cannot be bind-mounted
+    // onto itself. Both are applied after pivot_root instead.
     let initial_propagation = match propagation {
-        Some(f) if f & libc::MS_SHARED == 0 => f | libc::MS_REC,
+        Some(f) if f & libc::MS_PRIVATE != 0 => libc::MS_PRIVATE | libc::MS_REC,
         _ => libc::MS_SLAVE | libc::MS_REC,
     };
 
