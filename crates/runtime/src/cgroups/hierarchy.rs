@@ -106,17 +106,10 @@ pub fn mode(hierarchies: &[Hierarchy]) -> Mode {
     }
 }
 
-/// The mode of this host, from the filesystem type at /sys/fs/cgroup.
-pub fn detect() -> Mode {
-    match discover() {
-        Ok(h) => mode(&h),
-        Err(_) => Mode::Unified,
-    }
-}
-
 impl Mode {
+    /// The mode of this host, from the cgroup mounts under /sys/fs/cgroup.
     pub fn detect() -> Mode {
-        detect()
+        discover().map(|h| mode(&h)).unwrap_or(Mode::Unified)
     }
 }
 

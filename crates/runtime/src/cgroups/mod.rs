@@ -168,7 +168,7 @@ impl Cgroup {
             }
             if c.cpus().is_some() || c.mems().is_some() {
                 let d = need("cpuset", "linux.resources.cpu.cpus")?;
-                v1::cpuset(&d.path, c, d.v2)?;
+                v1::cpuset(&d.path, c)?;
             }
         }
         if let Some(p) = r.pids() {
@@ -293,9 +293,7 @@ impl Cgroup {
     /// tries every directory and returns the first error.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first = None;
-        if !self.pids().is_empty() {
-            self.signal_all(libc::SIGKILL);
-        }
+        self.signal_all(libc::SIGKILL);
         for d in self.dirs.iter().filter(|d| d.created) {
             if let Err(e) = remove_dir(&d.path) {
                 first.get_or_insert(e);

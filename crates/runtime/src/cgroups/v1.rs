@@ -144,7 +144,7 @@ pub(super) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
 }
 
 /// cpuset.cpus / cpuset.mems (the same file names in v1 and v2).
-pub(super) fn cpuset(dir: &Path, c: &LinuxCpu, _v2: bool) -> Result<(), CgroupError> {
+pub(super) fn cpuset(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(cpus) = c.cpus() {
         write(dir, "cpuset.cpus", cpus, "linux.resources.cpu.cpus")?;
     }

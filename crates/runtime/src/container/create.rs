@@ -12,7 +12,7 @@ use crate::state::{self, ContainerState, Phase};
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode as FsMode, OFlags};
 use rustix::process::{Resource, WaitOptions};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// What happens after the init is ready.
@@ -340,7 +340,6 @@ fn forward_until_exit(spawned: &Spawned, sigfd: &OwnedFd) -> Result<i32, Error> 
         if sig != libc::SIGCHLD {
             let _ = berth_sys::process::kill(spawned.pid.as_raw_nonzero().get(), sig);
         }
-        let _ = sigfd.as_fd();
     }
 }
 

@@ -44,43 +44,13 @@ enum Create {
 }
 
 /// Opens `p` (O_PATH) inside the root, creating missing directories (and, with
-/// `Create::File`, an empty final file) one component at a time, each resolved anew
-/// from the root so no symlink can lead out of it.
+/// `Create::File`, an empty final file).
 fn resolve(root: BorrowedFd, p: &RootPath, create: Create) -> Result<OwnedFd, Errno> {
     match open_in_root(root, p.full(), OFlags::PATH) {
         Err(Errno::NOENT) if create != Create::No => {}
         r => return r,
     }
-    let n = p.names.len();
-    let mut parent: Option<OwnedFd> = None;
-    for i in 0..n {
-        match open_in_root(root, &p.prefixes[i], OFlags::PATH) {
-            Ok(fd) => {
-                parent = Some(fd);
-                continue;
-            }
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(e),
-        }
-        let dir = parent.as_ref().map(|f| f.as_fd()).unwrap_or(root);
-        let made = if i + 1 == n && create == Create::File {
-            rustix::fs::openat(
-                dir,
-                &p.names[i],
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
-            )
-            .map(drop)
-        } else {
-            rustix::fs::mkdirat(dir, &p.names[i], Mode::from_raw_mode(0o755))
-        };
-        match made {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(e),
-        }
-        parent = Some(open_in_root(root, &p.prefixes[i], OFlags::PATH)?);
-    }
-    parent.ok_or(Errno::NOENT)
+    walk_creating(root, &p.prefixes, &p.names, create == Create::File)
 }
 
 /// Opens the parent directory of `p`, creating it if needed.
@@ -89,39 +59,48 @@ fn resolve_parent(root: BorrowedFd, p: &RootPath) -> Result<OwnedFd, Errno> {
     if n <= 1 {
         return rustix::io::fcntl_dupfd_cloexec(root, 0);
     }
-    let parent = RootPathView {
-        prefixes: &p.prefixes[..n - 1],
-        names: &p.names[..n - 1],
-    };
-    parent.resolve_dir(root)
+    walk_creating(root, &p.prefixes[..n - 1], &p.names[..n - 1], false)
 }
 
-struct RootPathView<'a> {
-    prefixes: &'a [std::ffi::CString],
-    names: &'a [std::ffi::CString],
-}
-
-impl RootPathView<'_> {
-    fn resolve_dir(&self, root: BorrowedFd) -> Result<OwnedFd, Errno> {
-        let mut parent: Option<OwnedFd> = None;
-        for i in 0..self.names.len() {
-            match open_in_root(root, &self.prefixes[i], OFlags::PATH) {
-                Ok(fd) => {
-                    parent = Some(fd);
-                    continue;
-                }
-                Err(Errno::NOENT) => {}
-                Err(e) => return Err(e),
+/// Walks a pre-split path one component at a time, each resolved anew from the root
+/// (so no symlink can lead out of it), creating what is missing: directories, and an
+/// empty file for the last component when `last_is_file`.
+fn walk_creating(
+    root: BorrowedFd,
+    prefixes: &[std::ffi::CString],
+    names: &[std::ffi::CString],
+    last_is_file: bool,
+) -> Result<OwnedFd, Errno> {
+    let n = names.len();
+    let mut parent: Option<OwnedFd> = None;
+    for i in 0..n {
+        match open_in_root(root, &prefixes[i], OFlags::PATH) {
+            Ok(fd) => {
+                parent = Some(fd);
+                continue;
             }
-            let dir = parent.as_ref().map(|f| f.as_fd()).unwrap_or(root);
-            match rustix::fs::mkdirat(dir, &self.names[i], Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(e),
-            }
-            parent = Some(open_in_root(root, &self.prefixes[i], OFlags::PATH)?);
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
         }
-        parent.ok_or(Errno::NOENT)
+        let dir = parent.as_ref().map(|f| f.as_fd()).unwrap_or(root);
+        let made = if i + 1 == n && last_is_file {
+            rustix::fs::openat(
+                dir,
+                &names[i],
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map(drop)
+        } else {
+            rustix::fs::mkdirat(dir, &names[i], Mode::from_raw_mode(0o755))
+        };
+        match made {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
+        parent = Some(open_in_root(root, &prefixes[i], OFlags::PATH)?);
     }
+    parent.ok_or(Errno::NOENT)
 }
 
 fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<(), Errno> {
