@@ -342,3 +342,38 @@ fn seccomp_errno_action_applies() {
         o.stderr
     );
 }
+
+#[test]
+fn no_mount_namespace_inherits_the_runtimes_and_mounts_nothing() {
+    require_root!();
+    let rt = Runtime::berth();
+    let id = unique_id("nomntns");
+    // No rootfs setup happens, so the program is the host's own busybox.
+    let mut b =
+        Bundle::busybox(&["/bin/busybox", "readlink", "/proc/self/ns/mnt"]).expect("bundle");
+    let cg = unique_cgroup(&mut b, &id);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        ns.retain(|n| n["type"] != "mount");
+        c["process"]["cwd"] = "/".into();
+    })
+    .expect("edit");
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let o = rt.run_bundle(&b, &id);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let host = std::fs::read_link("/proc/self/ns/mnt").expect("own mnt ns");
+    assert_eq!(
+        o.stdout.trim(),
+        host.to_string_lossy(),
+        "the container must inherit the runtime's mount namespace (config-linux.md#namespaces)"
+    );
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let rootfs = b.rootfs();
+    let r = rootfs.to_string_lossy();
+    assert!(
+        !mounts_after.lines().any(|l| l.contains(&*r))
+            && !mounts_before.lines().any(|l| l.contains(&*r)),
+        "nothing may be mounted on the host for a container without a mount namespace"
+    );
+    assert_no_leftovers(&rt, &id, &cg, &b.dir, "");
+}

@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod container;
 pub mod features;
+pub mod hooks;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

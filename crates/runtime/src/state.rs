@@ -83,6 +83,10 @@ pub struct ContainerState {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     pub cgroup: Option<Cgroup>,
+    /// Kept from config.json at create: start and delete run them even if the bundle
+    /// has changed or gone since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The spec's state document, shaped like runc's output (runtime.md#state).

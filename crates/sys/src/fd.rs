@@ -20,6 +20,16 @@ pub fn clear_cloexec(fd: i32) -> Result<(), Errno> {
     cvt(ret as libc::c_long).map(drop)
 }
 
+/// dup2: makes `target` a copy of `fd` (without close-on-exec), for a child's stdio.
+pub fn dup_onto(fd: i32, target: i32) -> Result<(), Errno> {
+    if fd == target {
+        return clear_cloexec(fd);
+    }
+    // SAFETY: dup2 on integers; errors come back as -1.
+    let ret = unsafe { libc::dup2(fd, target) };
+    cvt(ret as libc::c_long).map(drop)
+}
+
 /// dup2 for the console: makes `fd` the process's stdin, stdout and stderr.
 pub fn dup_to_stdio(fd: i32) -> Result<(), Errno> {
     for target in 0..3 {

@@ -4,11 +4,12 @@
 
 use super::Error;
 use crate::cgroups::{Cgroup, Mode};
+use crate::hooks::{self, Kind};
 use crate::process::plan::{InitPlan, Namespaces};
 use crate::process::spawn::{self, ParentSetup, RlimitSpec, Spawned};
 use crate::rootfs;
 use crate::rootfs::CgroupMount;
-use crate::state::{self, ContainerState, Phase};
+use crate::state::{self, ContainerState, Phase, StateDocument, Status};
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode as FsMode, OFlags};
 use rustix::process::{Resource, WaitOptions};
@@ -72,8 +73,14 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         plan.seccomp = Some(crate::seccomp::compile(s)?);
     }
+    let hooks = spec.hooks().clone();
+    let has = |kind: Kind| hooks.as_ref().is_some_and(|h| !kind.of(h).is_empty());
+    plan.pause_for_hooks = CREATE_HOOKS.into_iter().any(has);
+    // startContainer hooks run between setup and exec, so `run` then waits on the
+    // fifo as `create` does and releases the init itself.
+    let start_hooks = has(Kind::StartContainer);
     let floor = 3 + opts.preserve_fds as i32;
-    if opts.launch == Launch::Create {
+    if opts.launch == Launch::Create || start_hooks {
         plan.exec_fifo = Some(make_exec_fifo(&rollback.dir, floor)?);
     }
     if let Some(socket) = &opts.console_socket {
@@ -97,13 +104,25 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
             .into_iter()
             .collect(),
         cgroup: Some(cgroup.clone()),
+        hooks,
     };
     st.save(&opts.root)?;
+    rollback.poststop = Some(st.clone());
 
     let signals = (opts.launch == Launch::RunForeground)
         .then(|| block_signals(floor))
         .transpose()?;
-    let spawned = spawn::spawn(&plan, &setup)?;
+    let spawned = {
+        let mut run_create_hooks = |pid: rustix::process::Pid| {
+            let pid = pid.as_raw_nonzero().get();
+            let doc = document(&st, pid, Status::Created);
+            for kind in CREATE_HOOKS {
+                hooks::run(kind, st.hooks.as_ref(), &doc, pid)?;
+            }
+            Ok(())
+        };
+        spawn::spawn(&plan, &setup, &mut run_create_hooks)?
+    };
     rollback.pid = Some(spawned.pid.as_raw_nonzero().get());
 
     st.pid = spawned.pid.as_raw_nonzero().get();
@@ -118,9 +137,28 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         write_pid_file(p, st.pid)?;
     }
     if opts.launch != Launch::Create {
+        if start_hooks {
+            hooks::run(
+                Kind::StartContainer,
+                st.hooks.as_ref(),
+                &document(&st, st.pid, Status::Created),
+                st.pid,
+            )?;
+            if let Some(fifo) = &plan.exec_fifo {
+                super::start::release(fifo, &rollback.dir.join(state::EXEC_FIFO))?;
+            }
+        }
         spawn::wait_exec(&plan, &spawned.channel)?;
     }
     rollback.commit();
+    if opts.launch != Launch::Create {
+        hooks::run_warn(
+            Kind::Poststart,
+            st.hooks.as_ref(),
+            &document(&st, st.pid, Status::Running),
+            st.pid,
+        );
+    }
 
     match (opts.launch, signals) {
         (Launch::RunForeground, Some(sigfd)) => {
@@ -130,6 +168,17 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         }
         _ => Ok(Outcome::Started { pid: st.pid }),
     }
+}
+
+/// The hooks create runs while the init is paused before pivot_root, in this order.
+const CREATE_HOOKS: [Kind; 3] = [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer];
+
+/// The state given to hooks: runc's statuses (the create hooks see "created").
+pub(super) fn document(st: &ContainerState, pid: i32, status: Status) -> StateDocument {
+    let mut doc = st.document();
+    doc.pid = pid;
+    doc.status = status;
+    doc
 }
 
 fn check_terminal(spec: &Spec, opts: &CreateOptions) -> Result<(), Error> {
@@ -349,6 +398,9 @@ struct Rollback {
     dir: PathBuf,
     cgroup: Option<Cgroup>,
     pid: Option<i32>,
+    /// Once the state exists: a failed create goes on to the delete step, which runs
+    /// the poststop hooks (runtime.md#lifecycle, steps 4-6 → 12).
+    poststop: Option<ContainerState>,
     armed: bool,
 }
 
@@ -366,6 +418,7 @@ impl Rollback {
                 dir,
                 cgroup: None,
                 pid: None,
+                poststop: None,
                 armed: true,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -406,6 +459,14 @@ impl Drop for Rollback {
         }
         for e in errors {
             tracing::warn!("rollback after a failed create: {e}");
+        }
+        if let Some(st) = &self.poststop {
+            hooks::run_warn(
+                Kind::Poststop,
+                st.hooks.as_ref(),
+                &document(st, 0, Status::Stopped),
+                0,
+            );
         }
     }
 }

@@ -63,6 +63,7 @@ fn kill_and_wait(st: &ContainerState) {
 
 /// Removes the cgroup and the state directory; tries both and reports the first error.
 pub(crate) fn destroy(root: &Path, st: &ContainerState) -> Result<(), Error> {
+    let stopped = super::create::document(st, 0, Status::Stopped);
     let cg = st.cgroup.as_ref().map(|c| c.destroy()).unwrap_or(Ok(()));
     let d = state::dir(root, &st.id);
     let dir = match std::fs::remove_dir_all(&d) {
@@ -73,6 +74,8 @@ pub(crate) fn destroy(root: &Path, st: &ContainerState) -> Result<(), Error> {
         }),
         _ => Ok(()),
     };
+    // After the container is gone, before delete returns; failures only warn.
+    crate::hooks::run_warn(crate::hooks::Kind::Poststop, st.hooks.as_ref(), &stopped, 0);
     cg?;
     dir
 }

@@ -39,6 +39,8 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

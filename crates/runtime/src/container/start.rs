@@ -1,6 +1,8 @@
 use super::Error;
+use crate::hooks::{self, Kind};
 use crate::state::{self, ContainerState, Phase, Status};
 use rustix::fs::{Mode, OFlags};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 /// Releases a created container's init to exec the user's program.
@@ -34,13 +36,27 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
         path: fifo.clone(),
         source: std::io::Error::from_raw_os_error(e.raw_os_error()),
     })?;
-    rustix::io::write(&fd, b"0").map_err(|e| Error::Io {
-        what: "writing the exec fifo",
-        path: fifo.clone(),
-        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
-    })?;
-    let _ = std::fs::remove_file(&fifo);
+    let created = super::create::document(&st, st.pid, Status::Created);
+    if let Err(e) = hooks::run(Kind::StartContainer, st.hooks.as_ref(), &created, st.pid) {
+        // "stop the container, and continue the lifecycle at step 12": delete is next.
+        let _ = berth_sys::process::kill(st.pid, libc::SIGKILL);
+        return Err(e.into());
+    }
+    release(&fd, &fifo)?;
     st.phase = Phase::Started;
     st.save(root)?;
+    let running = super::create::document(&st, st.pid, Status::Running);
+    hooks::run_warn(Kind::Poststart, st.hooks.as_ref(), &running, st.pid);
+    Ok(())
+}
+
+/// Lets the init waiting on the exec fifo go on to exec.
+pub(super) fn release(fd: &impl AsFd, fifo: &Path) -> Result<(), Error> {
+    rustix::io::write(fd, b"0").map_err(|e| Error::Io {
+        what: "writing the exec fifo",
+        path: fifo.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+    })?;
+    let _ = std::fs::remove_file(fifo);
     Ok(())
 }

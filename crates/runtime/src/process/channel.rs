@@ -6,6 +6,9 @@
 //!    oom_score_adj are written.
 //! 2. child → parent `Ready`: namespaces, rootfs, credentials are set up; the
 //!    executable was found. (The child then waits on the exec fifo for `start`, or execs.)
+//!    Between 1 and 2, only when the config has create hooks: child → parent `Pause`
+//!    once its mounts are made (before pivot_root); the parent runs the prestart,
+//!    createRuntime and createContainer hooks and answers `Go`.
 //! 3. child → parent `Failed` at any step instead; or, after `Ready`, if exec fails.
 //!    A clean exec closes the child's end (close-on-exec): the parent reads EOF.
 
@@ -166,6 +169,7 @@ impl std::fmt::Debug for Failure {
 pub enum Msg {
     Go,
     Ready,
+    Pause,
     Failed(Failure),
 }
 
@@ -173,6 +177,7 @@ const FRAME: usize = 16 + DETAIL_LEN;
 const GO: u32 = 1;
 const READY: u32 = 2;
 const FAILED: u32 = 3;
+const PAUSE: u32 = 4;
 
 /// One end of the channel.
 pub struct Channel(OwnedFd);
@@ -196,6 +201,7 @@ impl Channel {
         let (kind, f) = match msg {
             Msg::Go => (GO, None),
             Msg::Ready => (READY, None),
+            Msg::Pause => (PAUSE, None),
             Msg::Failed(f) => (FAILED, Some(f)),
         };
         frame[0..4].copy_from_slice(&kind.to_ne_bytes());
@@ -231,6 +237,7 @@ impl Channel {
         match word(0) {
             GO => Ok(Some(Msg::Go)),
             READY => Ok(Some(Msg::Ready)),
+            PAUSE => Ok(Some(Msg::Pause)),
             FAILED if n >= 16 => {
                 let step = Step::from_u32(word(4)).ok_or(Errno::PROTO)?;
                 let f = Failure::new(step, word(8), Errno::from_raw_os_error(word(12) as i32));

@@ -8,7 +8,7 @@ use super::channel::{Channel, Failure, Msg, Step};
 use super::plan::InitPlan;
 use crate::rootfs::setup;
 use berth_sys::Errno;
-use rustix::fs::{Access, AtFlags, FileType, CWD};
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, CWD};
 use std::os::fd::AsFd;
 
 type R<T> = Result<T, Failure>;
@@ -65,9 +65,20 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
     }
     namespaces(plan)?;
     rustix::process::umask(rustix::fs::Mode::empty());
-    let root = setup::prepare(&plan.rootfs)?;
-    setup::mounts(root.as_fd(), &plan.rootfs)?;
-    setup::devices(root.as_fd(), &plan.rootfs)?;
+    let root = if plan.ns.mount {
+        let root = setup::prepare(&plan.rootfs)?;
+        setup::mounts(root.as_fd(), &plan.rootfs)?;
+        setup::devices(root.as_fd(), &plan.rootfs)?;
+        root
+    } else {
+        // The runtime's own mount namespace: the host's root, untouched.
+        rustix::fs::open(
+            c"/",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail(Step::RootfsBind, 0))?
+    };
     for (i, (path, value, _)) in plan.sysctls.iter().enumerate() {
         setup::sysctl(root.as_fd(), i, path, value)?;
     }
@@ -77,8 +88,18 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
         }
         _ => None,
     };
-    setup::mask_and_protect(root.as_fd(), &plan.rootfs)?;
-    setup::enter(root, &plan.rootfs)?;
+    if plan.pause_for_hooks {
+        // Handshake 1b: the parent runs the create hooks while we wait.
+        if chan.send(&Msg::Pause).is_err() || !matches!(chan.recv(), Ok(Some(Msg::Go))) {
+            berth_sys::process::exit_immediately(1)
+        }
+    }
+    if plan.ns.mount {
+        setup::mask_and_protect(root.as_fd(), &plan.rootfs)?;
+        setup::enter(root, &plan.rootfs)?;
+    } else {
+        drop(root);
+    }
     rustix::process::setsid().map_err(fail(Step::Setsid, 0))?;
     if let Some(tty) = &console {
         rustix::process::ioctl_tiocsctty(tty).map_err(fail(Step::Stdio, 0))?;

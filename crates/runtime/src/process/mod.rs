@@ -5,5 +5,6 @@
 
 pub mod channel;
 pub(crate) mod init;
+pub mod join;
 pub mod plan;
 pub mod spawn;

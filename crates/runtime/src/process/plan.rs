@@ -54,6 +54,10 @@ pub struct Namespaces {
     pub new_user: bool,
     pub new_cgroup: bool,
     pub new_time: bool,
+    /// The config lists a mount namespace (new or joined). Without one the container
+    /// inherits the runtime's (config-linux.md#namespaces) and, as with runc, berth
+    /// sets up no root filesystem: mounting there would change the host's view.
+    pub mount: bool,
 }
 
 impl Namespaces {
@@ -84,6 +88,9 @@ impl Namespaces {
                 LinuxNamespaceType::Time => (libc::CLONE_NEWTIME, LinkNameSpaceType::Time),
             };
             let field = format!("linux.namespaces[{i}]");
+            if n.typ() == LinuxNamespaceType::Mount {
+                ns.mount = true;
+            }
             match n.path() {
                 None => match n.typ() {
                     // The cgroup namespace must be created once the init is in its cgroup.
@@ -150,6 +157,8 @@ pub struct InitPlan {
     pub envp: CStrArray,
     pub preserve_fds: u32,
     pub seccomp: Option<crate::seccomp::Program>,
+    /// Stop before pivot_root for the create hooks (see [`super::channel`]).
+    pub pause_for_hooks: bool,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -267,6 +276,7 @@ impl InitPlan {
             envp: CStrArray::new(envp),
             preserve_fds,
             seccomp: None,
+            pause_for_hooks: false,
         })
     }
 

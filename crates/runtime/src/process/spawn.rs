@@ -34,6 +34,10 @@ pub enum SpawnError {
     Rlimit { name: String, problem: String },
     #[error("process.oomScoreAdj: {problem}")]
     OomScoreAdj { problem: String },
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Join(#[from] super::join::JoinError),
     #[error("container init failed: {0}")]
     Init(String),
     #[error("container init exited during setup ({0})")]
@@ -70,8 +74,15 @@ pub struct Spawned {
     pub channel: Channel,
 }
 
+/// What the parent runs while the init is paused for the create hooks.
+pub type OnPause<'a> = &'a mut dyn FnMut(Pid) -> Result<(), crate::hooks::HookError>;
+
 /// Clones the init and takes it through the handshake up to `Ready`.
-pub fn spawn(plan: &InitPlan, setup: &ParentSetup) -> Result<Spawned, SpawnError> {
+pub fn spawn(
+    plan: &InitPlan,
+    setup: &ParentSetup,
+    on_pause: OnPause,
+) -> Result<Spawned, SpawnError> {
     let (parent, child) =
         channel::pair(3 + plan.preserve_fds as i32).map_err(|e| SpawnError::Channel(io(e)))?;
     for j in &plan.ns.parent_join {
@@ -102,7 +113,7 @@ pub fn spawn(plan: &InitPlan, setup: &ParentSetup) -> Result<Spawned, SpawnError
         Forked::Parent(pid) => pid,
     };
     drop(child);
-    match handshake(plan, setup, pid, &parent) {
+    match handshake(plan, setup, pid, &parent, on_pause) {
         Ok(()) => Ok(Spawned {
             pid,
             channel: parent,
@@ -120,6 +131,7 @@ fn handshake(
     setup: &ParentSetup,
     pid: Pid,
     chan: &Channel,
+    on_pause: OnPause,
 ) -> Result<(), SpawnError> {
     setup.cgroup.add_pid(pid.as_raw_nonzero().get())?;
     if let Some(map) = &setup.uid_map {
@@ -175,10 +187,17 @@ fn handshake(
     }
     chan.send(&Msg::Go)
         .map_err(|e| SpawnError::Channel(io(e)))?;
-    match chan.recv() {
+    let mut msg = chan.recv();
+    if plan.pause_for_hooks && matches!(msg, Ok(Some(Msg::Pause))) {
+        on_pause(pid)?;
+        chan.send(&Msg::Go)
+            .map_err(|e| SpawnError::Channel(io(e)))?;
+        msg = chan.recv();
+    }
+    match msg {
         Ok(Some(Msg::Ready)) => Ok(()),
         Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
-        Ok(Some(Msg::Go)) | Err(_) => Err(SpawnError::Init(
+        Ok(Some(Msg::Go | Msg::Pause)) | Err(_) => Err(SpawnError::Init(
             "protocol error on the init channel".into(),
         )),
         Ok(None) => {

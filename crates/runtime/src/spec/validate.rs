@@ -13,6 +13,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
     process(spec)?;
     mounts(spec)?;
     linux(spec)?;
+    if let Some(h) = spec.hooks() {
+        crate::hooks::validate(h)?;
+    }
     Ok(())
 }
 
@@ -214,13 +217,6 @@ fn linux(spec: &Spec) -> Result<(), SpecError> {
         }
     }
     let has_new = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
-    if !has_new(LinuxNamespaceType::Mount) {
-        return Err(SpecError::invalid(
-            "linux.namespaces",
-            "no mount namespace: berth-oci sets up the root filesystem only in a mount namespace of the container's",
-            "config-linux.md#namespaces",
-        ));
-    }
     let new_userns = namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());

@@ -12,6 +12,7 @@ pub enum Format {
     Json,
 }
 
+#[derive(Clone)]
 pub struct Logger {
     file: Option<PathBuf>,
     format: Format,
@@ -63,4 +64,48 @@ impl Logger {
             self.write("debug", msg);
         }
     }
+}
+
+/// The runtime library reports through `tracing` (warnings such as a failed poststart
+/// hook or an incomplete rollback); this sends its events to the same log, with no
+/// span bookkeeping, which berth-oci has no use for.
+impl tracing::Subscriber for Logger {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= tracing::Level::WARN || (self.debug && *m.level() <= tracing::Level::DEBUG)
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                if field.name() == "message" {
+                    let _ = write!(self.0, "{value:?}");
+                } else {
+                    let _ = write!(self.0, " {}={value:?}", field.name());
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        self.write(level, &m.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -117,6 +117,7 @@ enum ListFormat {
 fn main() {
     let cli = Cli::parse();
     let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
+    let _ = tracing::subscriber::set_global_default(logger.clone());
     match run(cli, &logger) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -1,0 +1,154 @@
+//! Entering a live container's namespaces from outside it: for the hooks the spec runs
+//! "in the container namespace" (createContainer, startContainer), and for `exec`.
+//!
+//! The fds are opened in the parent from /proc/<pid>/ns; the child only calls setns on
+//! them ([`Joined::enter`], async-signal-safe). The pid namespace cannot be entered by
+//! the child itself (setns only changes where its *children* go), so the parent
+//! switches its own `pid_for_children` around the clone ([`Joined::around_clone`]).
+
+use berth_sys::Errno;
+use rustix::fs::{Mode, OFlags};
+use rustix::thread::LinkNameSpaceType;
+use std::os::fd::{AsFd, OwnedFd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("opening /proc/{pid}/ns/{name} of the container's init: {source}")]
+    Open {
+        pid: i32,
+        name: &'static str,
+        source: std::io::Error,
+    },
+    #[error("entering the container's pid namespace: {0}")]
+    PidNamespace(std::io::Error),
+}
+
+/// setns order: the user namespace first, so the others (owned by it) can be joined
+/// with the capabilities it grants; the mount namespace last but for time.
+const KINDS: [(&str, LinkNameSpaceType); 7] = [
+    ("user", LinkNameSpaceType::User),
+    ("ipc", LinkNameSpaceType::InterProcessCommunication),
+    ("uts", LinkNameSpaceType::HostNameAndNISDomainName),
+    ("net", LinkNameSpaceType::Network),
+    ("cgroup", LinkNameSpaceType::ControlGroup),
+    ("mnt", LinkNameSpaceType::Mount),
+    ("time", LinkNameSpaceType::Time),
+];
+
+/// The namespaces of a container's init that differ from the caller's.
+#[derive(Debug)]
+pub struct Joined {
+    /// In setns order; names for error messages.
+    ns: Vec<(&'static str, OwnedFd, LinkNameSpaceType)>,
+    /// (the init's, ours) when they differ.
+    pid: Option<(OwnedFd, OwnedFd)>,
+    /// The init's root directory, to chroot into after joining (for processes that
+    /// must see the container's filesystem, not the mount namespace's root).
+    root: Option<OwnedFd>,
+}
+
+fn open_ns(pid: i32, name: &'static str, whose: &str) -> Result<Option<OwnedFd>, JoinError> {
+    let path = format!("/proc/{whose}/ns/{name}");
+    match rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        // A kernel without this namespace kind (e.g. no time namespaces).
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(JoinError::Open {
+            pid,
+            name,
+            source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+        }),
+    }
+}
+
+fn same(a: &OwnedFd, b: &OwnedFd) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_ino == y.st_ino && x.st_dev == y.st_dev,
+        _ => false,
+    }
+}
+
+impl Joined {
+    /// Opens the namespaces of `pid` that differ from ours. With `chroot`, also its
+    /// root directory (`/proc/<pid>/root`).
+    pub fn open(pid: i32, chroot: bool) -> Result<Self, JoinError> {
+        let whose = pid.to_string();
+        let mut ns = Vec::new();
+        for (name, kind) in KINDS {
+            let (Some(theirs), Some(ours)) =
+                (open_ns(pid, name, &whose)?, open_ns(pid, name, "self")?)
+            else {
+                continue;
+            };
+            if !same(&theirs, &ours) {
+                ns.push((name, theirs, kind));
+            }
+        }
+        let pid_ns = match (
+            open_ns(pid, "pid", &whose)?,
+            open_ns(pid, "pid_for_children", "self")?,
+        ) {
+            (Some(theirs), Some(ours)) if !same(&theirs, &ours) => Some((theirs, ours)),
+            _ => None,
+        };
+        let root = if chroot {
+            let path = format!("/proc/{pid}/root");
+            Some(
+                rustix::fs::open(
+                    &path,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| JoinError::Open {
+                    pid,
+                    name: "root",
+                    source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Joined {
+            ns,
+            pid: pid_ns,
+            root,
+        })
+    }
+
+    /// Runs `clone` with our `pid_for_children` set to the container's pid namespace,
+    /// and restores it afterwards. `clone` must not return in the child: the restoring
+    /// setns fails there (its pid namespace is now a descendant of the target).
+    pub fn around_clone<T>(&self, clone: impl FnOnce() -> T) -> Result<T, JoinError> {
+        let err =
+            |e: Errno| JoinError::PidNamespace(std::io::Error::from_raw_os_error(e.raw_os_error()));
+        let Some((theirs, ours)) = &self.pid else {
+            return Ok(clone());
+        };
+        rustix::thread::move_into_link_name_space(
+            theirs.as_fd(),
+            Some(LinkNameSpaceType::ProcessID),
+        )
+        .map_err(err)?;
+        let out = clone();
+        // Our own active pid namespace is always a valid target: this cannot fail
+        // short of fd exhaustion, and staying switched would misplace later children.
+        rustix::thread::move_into_link_name_space(ours.as_fd(), Some(LinkNameSpaceType::ProcessID))
+            .map_err(err)?;
+        Ok(out)
+    }
+
+    /// Child side: setns into each namespace, then chroot into the container's root.
+    /// Async-signal-safe. On failure returns the namespace's name and the errno.
+    pub fn enter(&self) -> Result<(), (&'static str, Errno)> {
+        for (name, fd, kind) in &self.ns {
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
+                .map_err(|e| (*name, e))?;
+        }
+        if let Some(root) = &self.root {
+            rustix::process::fchdir(root).map_err(|e| ("root", e))?;
+            rustix::process::chroot(c".").map_err(|e| ("root", e))?;
+            rustix::process::chdir(c"/").map_err(|e| ("root", e))?;
+        }
+        Ok(())
+    }
+}
