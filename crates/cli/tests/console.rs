@@ -4,23 +4,6 @@
 mod common;
 use common::*;
 use std::io::Read;
-use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
-
-fn receive_fd(stream: &std::os::unix::net::UnixStream) -> OwnedFd {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let mut buf = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    rustix::net::recvmsg(stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
-    for m in cmsg.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = m {
-            return fds.next().expect("one fd");
-        }
-    }
-    panic!("no fd received on the console socket");
-}
 
 #[test]
 fn console_socket_receives_a_working_pty() {

@@ -87,6 +87,12 @@ pub struct ContainerState {
     /// has changed or gone since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// config.json's process: `exec` starts from it, as runc's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<oci_spec::runtime::Process>,
+    /// linux.seccomp: `exec`'d processes get the container's filter too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The spec's state document, shaped like runc's output (runtime.md#state).

@@ -121,7 +121,7 @@ impl Runtime {
 
     /// Runs a command that leaves the container's init behind: its stdio goes to a file
     /// (a pipe would stay open in the init and block the wait for EOF).
-    fn detached(&self, b: &Bundle, id: &str, args: &[&str]) -> Out {
+    pub fn detached(&self, b: &Bundle, id: &str, args: &[&str]) -> Out {
         let log = b.dir.join(format!("{}.out", id.replace('/', "_")));
         let f = std::fs::File::create(&log).expect("log file");
         let status = self
@@ -233,4 +233,20 @@ pub fn unique_cgroup(b: &mut Bundle, id: &str) -> String {
     b.edit(|c| c["linux"]["cgroupsPath"] = p.into())
         .expect("edit config");
     path
+}
+
+/// Receives one fd sent with SCM_RIGHTS (the pty master on a --console-socket).
+pub fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    rustix::net::recvmsg(stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
+    for m in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = m {
+            return fds.next().expect("one fd");
+        }
+    }
+    panic!("no fd received on the console socket");
 }

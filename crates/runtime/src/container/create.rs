@@ -6,7 +6,7 @@ use super::Error;
 use crate::cgroups::{Cgroup, Mode};
 use crate::hooks::{self, Kind};
 use crate::process::plan::{InitPlan, Namespaces};
-use crate::process::spawn::{self, ParentSetup, RlimitSpec, Spawned};
+use crate::process::spawn::{self, ParentSetup, RlimitSpec};
 use crate::rootfs;
 use crate::rootfs::CgroupMount;
 use crate::state::{self, ContainerState, Phase, StateDocument, Status};
@@ -71,7 +71,7 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     )?;
     let mut plan = InitPlan::build(&spec, ns, rootfs, opts.preserve_fds)?;
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        plan.seccomp = Some(crate::seccomp::compile(s)?);
+        plan.process.seccomp = Some(crate::seccomp::compile(s)?);
     }
     let hooks = spec.hooks().clone();
     let has = |kind: Kind| hooks.as_ref().is_some_and(|h| !kind.of(h).is_empty());
@@ -105,6 +105,8 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
             .collect(),
         cgroup: Some(cgroup.clone()),
         hooks,
+        process: spec.process().clone(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     };
     st.save(&opts.root)?;
     rollback.poststop = Some(st.clone());
@@ -162,7 +164,7 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
 
     match (opts.launch, signals) {
         (Launch::RunForeground, Some(sigfd)) => {
-            let code = forward_until_exit(&spawned, &sigfd)?;
+            let code = forward_until_exit(spawned.pid, &sigfd)?;
             super::delete::destroy(&opts.root, &st)?;
             Ok(Outcome::Exited { code })
         }
@@ -226,7 +228,7 @@ fn cgroup_mount(cg: &Cgroup, cgroupns: bool) -> CgroupMount {
 }
 
 /// Moves an fd above the range `--preserve-fds` hands to the container.
-fn lift(fd: OwnedFd, floor: i32) -> Result<OwnedFd, Error> {
+pub(super) fn lift(fd: OwnedFd, floor: i32) -> Result<OwnedFd, Error> {
     rustix::io::fcntl_dupfd_cloexec(&fd, floor).map_err(|e| Error::Io {
         what: "duplicating an fd above --preserve-fds, fd",
         path: floor.to_string().into(),
@@ -256,7 +258,7 @@ fn make_exec_fifo(dir: &Path, floor: i32) -> Result<OwnedFd, Error> {
     lift(fd, floor)
 }
 
-fn connect_console(path: &Path, floor: i32) -> Result<OwnedFd, Error> {
+pub(super) fn connect_console(path: &Path, floor: i32) -> Result<OwnedFd, Error> {
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| Error::Io {
         what: "connecting to --console-socket",
         path: path.to_path_buf(),
@@ -276,6 +278,20 @@ fn parent_setup<'a>(spec: &Spec, cgroup: &'a Cgroup) -> Result<ParentSetup<'a>, 
         })
     };
     let process = spec.process().as_ref();
+    Ok(ParentSetup {
+        cgroup,
+        uid_map: linux.and_then(|l| map(l.uid_mappings())),
+        gid_map: linux.and_then(|l| map(l.gid_mappings())),
+        time_offsets: time_offsets(spec),
+        rlimits: rlimits(process)?,
+        oom_score_adj: process.and_then(|p| p.oom_score_adj()),
+    })
+}
+
+/// process.rlimits, checked by name.
+pub(super) fn rlimits(
+    process: Option<&oci_spec::runtime::Process>,
+) -> Result<Vec<RlimitSpec>, Error> {
     let mut rlimits = Vec::new();
     for r in process
         .and_then(|p| p.rlimits().as_ref())
@@ -296,7 +312,12 @@ fn parent_setup<'a>(spec: &Spec, cgroup: &'a Cgroup) -> Result<ParentSetup<'a>, 
             hard: r.hard(),
         });
     }
-    let time_offsets = linux
+    Ok(rlimits)
+}
+
+fn time_offsets(spec: &Spec) -> Vec<(String, i64, u32)> {
+    spec.linux()
+        .as_ref()
         .and_then(|l| l.time_offsets().as_ref())
         .map(|t| {
             t.iter()
@@ -309,15 +330,7 @@ fn parent_setup<'a>(spec: &Spec, cgroup: &'a Cgroup) -> Result<ParentSetup<'a>, 
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    Ok(ParentSetup {
-        cgroup,
-        uid_map: linux.and_then(|l| map(l.uid_mappings())),
-        gid_map: linux.and_then(|l| map(l.gid_mappings())),
-        time_offsets,
-        rlimits,
-        oom_score_adj: process.and_then(|p| p.oom_score_adj()),
-    })
+        .unwrap_or_default()
 }
 
 fn rlimit_resource(name: &str) -> Option<Resource> {
@@ -342,7 +355,7 @@ fn rlimit_resource(name: &str) -> Option<Resource> {
     })
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     // Written beside the target and renamed, so a reader never sees a partial pid.
     let tmp = path.with_extension("berth-tmp");
     std::fs::write(&tmp, pid.to_string())
@@ -356,7 +369,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
 
 /// Blocks every signal and reads them from a signalfd instead, *before* the clone: a
 /// SIGCHLD can then never slip between checking on the child and waiting for it.
-fn block_signals(floor: i32) -> Result<OwnedFd, Error> {
+pub(super) fn block_signals(floor: i32) -> Result<OwnedFd, Error> {
     let io = |e: berth_sys::Errno| Error::Io {
         what: "blocking signals for",
         path: "run".into(),
@@ -367,12 +380,10 @@ fn block_signals(floor: i32) -> Result<OwnedFd, Error> {
     lift(berth_sys::signal::signalfd(&all).map_err(io)?, floor)
 }
 
-/// Forwards every signal to the init until it exits; returns its exit code.
-fn forward_until_exit(spawned: &Spawned, sigfd: &OwnedFd) -> Result<i32, Error> {
+/// Forwards every signal to `pid` until it exits; returns its exit code.
+pub(super) fn forward_until_exit(pid: rustix::process::Pid, sigfd: &OwnedFd) -> Result<i32, Error> {
     loop {
-        if let Ok(Some((_, status))) =
-            rustix::process::waitpid(Some(spawned.pid), WaitOptions::NOHANG)
-        {
+        if let Ok(Some((_, status))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
             return Ok(spawn::exit_code(status));
         }
         let sig = match berth_sys::signal::read_signal(sigfd) {
@@ -387,7 +398,7 @@ fn forward_until_exit(spawned: &Spawned, sigfd: &OwnedFd) -> Result<i32, Error> 
             }
         };
         if sig != libc::SIGCHLD {
-            let _ = berth_sys::process::kill(spawned.pid.as_raw_nonzero().get(), sig);
+            let _ = berth_sys::process::kill(pid.as_raw_nonzero().get(), sig);
         }
     }
 }

@@ -8,11 +8,13 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod start;
 
 pub use create::{create, CreateOptions, Launch, Outcome};
 pub use delete::delete;
+pub use exec::{base_process, exec, ExecOptions};
 pub use kill::kill;
 pub use start::start;
 

@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::channel::{Channel, Failure, Msg, Step};
-use super::plan::InitPlan;
+use super::plan::{InitPlan, ProcessPlan};
 use crate::rootfs::setup;
 use berth_sys::Errno;
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, CWD};
@@ -45,14 +45,19 @@ pub(crate) fn run(plan: &InitPlan, chan: &Channel) -> ! {
             }
         }
     }
+    exec(&plan.process, exe, chan)
+}
+
+/// Resets signals and execs the program; on failure reports it and exits 127.
+pub(crate) fn exec(p: &ProcessPlan, exe: usize, chan: &Channel) -> ! {
     berth_sys::signal::reset_dispositions();
     let _ = berth_sys::signal::set_mask(&berth_sys::signal::SigSet::empty());
-    let e = berth_sys::exec::execve(&plan.candidates[exe], &plan.argv, &plan.envp);
+    let e = berth_sys::exec::execve(&p.candidates[exe], &p.argv, &p.envp);
     let _ = chan.send(&Msg::Failed(Failure::new(Step::Exec, 0, e)));
     // Nobody may be listening any more (create exited long ago): say it on stderr too.
     let _ = rustix::io::write(
         rustix::stdio::stderr(),
-        b"berth-oci: container init: exec failed\n",
+        b"berth-oci: container process: exec failed\n",
     );
     berth_sys::process::exit_immediately(127)
 }
@@ -107,6 +112,12 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
             .map_err(fail(Step::Stdio, 0))?;
     }
     drop(console);
+    prepare_process(&plan.process)
+}
+
+/// From the runtime's credentials to the process's, up to the exec: fds, seccomp,
+/// credentials, umask, cwd, no_new_privs. Returns the executable's candidate index.
+pub(crate) fn prepare_process(plan: &ProcessPlan) -> R<usize> {
     // Before any seccomp filter: close_range may not be on a profile's allowlist.
     fds(plan)?;
     if !plan.no_new_privs {
@@ -127,7 +138,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
     Ok(exe)
 }
 
-fn seccomp(plan: &InitPlan) -> R<()> {
+fn seccomp(plan: &ProcessPlan) -> R<()> {
     if let Some(p) = &plan.seccomp {
         berth_sys::process::seccomp_set_filter(&p.bpf, p.flags).map_err(fail(Step::Seccomp, 0))?;
     }
@@ -168,7 +179,7 @@ fn namespaces(plan: &InitPlan) -> R<()> {
 
 /// Bounding set, groups, uid/gid (keeping capabilities across the switch), then the
 /// exact effective/permitted/inheritable sets and the ambient ones.
-fn credentials(plan: &InitPlan) -> R<()> {
+fn credentials(plan: &ProcessPlan) -> R<()> {
     let caps = plan.caps;
     for cap in 0..=plan.last_cap {
         if caps.bounding & (1u64 << cap) == 0 {
@@ -178,7 +189,7 @@ fn credentials(plan: &InitPlan) -> R<()> {
             }
         }
     }
-    if !plan.ns.new_user || !plan.additional_gids.is_empty() {
+    if !plan.in_new_userns || !plan.additional_gids.is_empty() {
         rustix::thread::set_thread_groups(&plan.additional_gids)
             .map_err(fail(Step::Setgroups, 0))?;
     }
@@ -199,7 +210,7 @@ fn credentials(plan: &InitPlan) -> R<()> {
 }
 
 /// The first candidate that is a regular file this user may execute.
-fn find_executable(plan: &InitPlan) -> R<usize> {
+fn find_executable(plan: &ProcessPlan) -> R<usize> {
     let mut last = Errno::NOENT;
     for (i, c) in plan.candidates.iter().enumerate() {
         let st = match rustix::fs::statat(CWD, c.as_c_str(), AtFlags::empty()) {
@@ -245,7 +256,7 @@ fn executable_by_mode(st: &rustix::fs::Stat) -> bool {
 
 /// Nothing but stdio and the preserved fds may reach the container: mark every other
 /// fd close-on-exec (the channel and exec fifo stay usable until exec).
-fn fds(plan: &InitPlan) -> R<()> {
+fn fds(plan: &ProcessPlan) -> R<()> {
     berth_sys::fd::cloexec_from(3 + plan.preserve_fds).map_err(fail(Step::Fds, 0))?;
     for fd in 3..3 + plan.preserve_fds {
         // A preserved number the caller left closed simply passes nothing, as with runc.

@@ -115,6 +115,25 @@ impl Joined {
         })
     }
 
+    /// Whether the process joins a user namespace other than ours (then its gid map
+    /// was written by a runtime, and setgroups is only for explicit additionalGids).
+    pub fn joins_user(&self) -> bool {
+        self.ns.iter().any(|(n, _, _)| *n == "user")
+    }
+
+    /// The namespace [`Joined::enter`] failed on, from its index (see `index_of`).
+    pub fn name(&self, index: usize) -> &'static str {
+        self.ns.get(index).map_or("root directory", |(n, _, _)| n)
+    }
+
+    /// The index for a name `enter` returned, to send in a fixed-size failure frame.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.ns
+            .iter()
+            .position(|(n, _, _)| *n == name)
+            .unwrap_or(self.ns.len())
+    }
+
     /// Runs `clone` with our `pid_for_children` set to the container's pid namespace,
     /// and restores it afterwards. `clone` must not return in the child: the restoring
     /// setns fails there (its pid namespace is now a descendant of the target).

@@ -3,7 +3,7 @@
 use crate::capabilities::{self, CapSets};
 use crate::rootfs::{RootPath, RootfsPlan};
 use berth_sys::exec::CStrArray;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use rustix::thread::LinkNameSpaceType;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -144,6 +144,15 @@ pub struct InitPlan {
     pub sysctls: Vec<(RootPath, CString, String)>,
     pub console_socket: Option<OwnedFd>,
     pub exec_fifo: Option<OwnedFd>,
+    pub process: ProcessPlan,
+    /// Stop before pivot_root for the create hooks (see [`super::channel`]).
+    pub pause_for_hooks: bool,
+}
+
+/// The process to exec and its credentials: the init's (from config.json's `process`)
+/// or one started by `exec` (the same shape, from `--process` or the flags).
+#[derive(Debug)]
+pub struct ProcessPlan {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<rustix::fs::Gid>,
@@ -157,27 +166,19 @@ pub struct InitPlan {
     pub envp: CStrArray,
     pub preserve_fds: u32,
     pub seccomp: Option<crate::seccomp::Program>,
-    /// Stop before pivot_root for the create hooks (see [`super::channel`]).
-    pub pause_for_hooks: bool,
+    /// The process is in a user namespace whose gid map the runtime wrote, where
+    /// setgroups is only needed (and only allowed) for explicit additionalGids.
+    pub in_new_userns: bool,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-impl InitPlan {
+impl ProcessPlan {
     pub fn build(
-        spec: &Spec,
-        ns: Namespaces,
-        rootfs: RootfsPlan,
+        process: &Process,
         preserve_fds: u32,
+        in_new_userns: bool,
     ) -> Result<Self, PlanError> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| invalid("process", "missing", "config.md#process"))?;
-        let linux = spec
-            .linux()
-            .as_ref()
-            .ok_or_else(|| invalid("linux", "missing", "config-linux.md"))?;
         let args = process.args().clone().unwrap_or_default();
         let env = process.env().clone().unwrap_or_default();
         let argv = args
@@ -209,19 +210,6 @@ impl InitPlan {
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let mut sysctls = Vec::new();
-        for (k, v) in linux.sysctl().iter().flatten() {
-            let field = format!("linux.sysctl[{k:?}]");
-            let p =
-                RootPath::new(&format!("/proc/sys/{}", k.replace('.', "/"))).ok_or_else(|| {
-                    invalid(
-                        field.clone(),
-                        "contains a NUL byte",
-                        "config-linux.md#sysctl",
-                    )
-                })?;
-            sysctls.push((p, cstring(&field, v)?, field));
-        }
         let user = process.user();
         let mut caps = process
             .capabilities()
@@ -240,24 +228,7 @@ impl InitPlan {
             tracing::warn!("process.capabilities.ambient: ignoring {names:?}: not in both permitted and inheritable");
             caps.ambient &= caps.permitted & caps.inheritable;
         }
-        let hostname = spec
-            .hostname()
-            .as_ref()
-            .filter(|h| !h.is_empty())
-            .map(|h| h.as_bytes().to_vec());
-        let domainname = spec
-            .domainname()
-            .as_ref()
-            .filter(|h| !h.is_empty())
-            .map(|h| h.as_bytes().to_vec());
-        Ok(InitPlan {
-            ns,
-            hostname,
-            domainname,
-            rootfs,
-            sysctls,
-            console_socket: None,
-            exec_fifo: None,
+        Ok(ProcessPlan {
             uid: user.uid(),
             gid: user.gid(),
             additional_gids: user
@@ -276,6 +247,105 @@ impl InitPlan {
             envp: CStrArray::new(envp),
             preserve_fds,
             seccomp: None,
+            in_new_userns,
+        })
+    }
+
+    /// What a failed step of the process's setup was doing, with the errno.
+    pub fn describe(&self, f: &super::channel::Failure) -> String {
+        use super::channel::Step::*;
+        let i = f.index as usize;
+        let what = match f.step {
+            Setsid => "starting a new session".into(),
+            Stdio => "making the console the process's stdio".into(),
+            BoundingSet => format!(
+                "dropping capability {} from the bounding set",
+                crate::capabilities::NAMES.get(i).copied().unwrap_or("?")
+            ),
+            Setgroups => "setting process.user.additionalGids".into(),
+            Setgid => format!("setting process.user.gid {}", self.gid),
+            Setuid => format!("setting process.user.uid {}", self.uid),
+            Capset => "setting process.capabilities (effective, permitted, inheritable)".into(),
+            Ambient => format!(
+                "raising ambient capability {}",
+                crate::capabilities::NAMES.get(i).copied().unwrap_or("?")
+            ),
+            Chdir => format!("changing to process.cwd {:?}", self.cwd),
+            NoNewPrivs => "setting noNewPrivileges".into(),
+            Fds => "closing inherited file descriptors".into(),
+            ExecLookup => format!(
+                "exec: {:?}: executable file not found in $PATH or not executable",
+                self.program()
+            ),
+            ExecFifo => "waiting on the exec fifo for start".into(),
+            Seccomp => "installing the seccomp filter (linux.seccomp)".into(),
+            Exec => format!("exec {:?}", self.program()),
+            JoinNamespace => "joining the container's namespaces".into(),
+            Console => "opening a pty in the container's devpts".into(),
+            ConsoleSend => "sending the pty master to --console-socket".into(),
+            s => format!("{s:?}"),
+        };
+        with_errno(what, f)
+    }
+
+    /// The program's name, for messages.
+    pub fn program(&self) -> String {
+        self.argv
+            .strings()
+            .first()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl InitPlan {
+    pub fn build(
+        spec: &Spec,
+        ns: Namespaces,
+        rootfs: RootfsPlan,
+        preserve_fds: u32,
+    ) -> Result<Self, PlanError> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| invalid("process", "missing", "config.md#process"))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| invalid("linux", "missing", "config-linux.md"))?;
+        let mut sysctls = Vec::new();
+        for (k, v) in linux.sysctl().iter().flatten() {
+            let field = format!("linux.sysctl[{k:?}]");
+            let p =
+                RootPath::new(&format!("/proc/sys/{}", k.replace('.', "/"))).ok_or_else(|| {
+                    invalid(
+                        field.clone(),
+                        "contains a NUL byte",
+                        "config-linux.md#sysctl",
+                    )
+                })?;
+            sysctls.push((p, cstring(&field, v)?, field));
+        }
+        let hostname = spec
+            .hostname()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.as_bytes().to_vec());
+        let domainname = spec
+            .domainname()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.as_bytes().to_vec());
+        let process = ProcessPlan::build(process, preserve_fds, ns.new_user)?;
+        Ok(InitPlan {
+            ns,
+            hostname,
+            domainname,
+            rootfs,
+            sysctls,
+            console_socket: None,
+            exec_fifo: None,
+            process,
             pause_for_hooks: false,
         })
     }
@@ -355,48 +425,18 @@ impl InitPlan {
             }
             ReadonlyRoot => "making the root read-only (root.readonly)".into(),
             FinalPropagation => "applying linux.rootfsPropagation".into(),
-            Setsid => "starting a new session".into(),
-            Stdio => "making the console the process's stdio".into(),
-            BoundingSet => format!(
-                "dropping capability {} from the bounding set",
-                crate::capabilities::NAMES.get(i).copied().unwrap_or("?")
-            ),
-            Setgroups => "setting process.user.additionalGids".into(),
-            Setgid => format!("setting process.user.gid {}", self.gid),
-            Setuid => format!("setting process.user.uid {}", self.uid),
-            Capset => "setting process.capabilities (effective, permitted, inheritable)".into(),
-            Ambient => format!(
-                "raising ambient capability {}",
-                crate::capabilities::NAMES.get(i).copied().unwrap_or("?")
-            ),
-            Chdir => format!("changing to process.cwd {:?}", self.cwd),
-            NoNewPrivs => "setting noNewPrivileges".into(),
-            Fds => "closing inherited file descriptors".into(),
-            ExecLookup => format!(
-                "exec: {:?}: executable file not found in $PATH or not executable",
-                self.argv
-                    .strings()
-                    .first()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-            ExecFifo => "waiting on the exec fifo for start".into(),
-            Seccomp => "installing the seccomp filter (linux.seccomp)".into(),
-            Exec => format!(
-                "exec {:?}",
-                self.argv
-                    .strings()
-                    .first()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
+            _ => return self.process.describe(f),
         };
-        let errno = std::io::Error::from_raw_os_error(f.errno);
-        let detail = f.detail();
-        if detail.is_empty() {
-            format!("{what}: {errno}")
-        } else {
-            format!("{what}: {errno}: {detail}")
-        }
+        with_errno(what, f)
+    }
+}
+
+fn with_errno(what: String, f: &super::channel::Failure) -> String {
+    let errno = std::io::Error::from_raw_os_error(f.errno);
+    let detail = f.detail();
+    if detail.is_empty() {
+        format!("{what}: {errno}")
+    } else {
+        format!("{what}: {errno}: {detail}")
     }
 }

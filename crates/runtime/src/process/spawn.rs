@@ -38,6 +38,8 @@ pub enum SpawnError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Join(#[from] super::join::JoinError),
+    #[error("exec failed: {0}")]
+    Exec(String),
     #[error("container init failed: {0}")]
     Init(String),
     #[error("container init exited during setup ({0})")]
@@ -83,8 +85,8 @@ pub fn spawn(
     setup: &ParentSetup,
     on_pause: OnPause,
 ) -> Result<Spawned, SpawnError> {
-    let (parent, child) =
-        channel::pair(3 + plan.preserve_fds as i32).map_err(|e| SpawnError::Channel(io(e)))?;
+    let (parent, child) = channel::pair(3 + plan.process.preserve_fds as i32)
+        .map_err(|e| SpawnError::Channel(io(e)))?;
     for j in &plan.ns.parent_join {
         rustix::thread::move_into_link_name_space(j.fd.as_fd(), Some(j.kind)).map_err(|e| {
             SpawnError::JoinNamespace {
@@ -150,40 +152,9 @@ fn handshake(
             source,
         })?;
     }
-    for r in &setup.rlimits {
-        let limit = |v: u64| if v == u64::MAX { None } else { Some(v) };
-        let new = Rlimit {
-            current: limit(r.soft),
-            maximum: limit(r.hard),
-        };
-        if let Err(e) = rustix::process::prlimit(Some(pid), r.resource, new) {
-            let problem = if e == Errno::PERM {
-                let cur = rustix::process::getrlimit(r.resource).maximum;
-                let cur = cur.map_or("unlimited".to_string(), |c| c.to_string());
-                format!(
-                    "hard limit {} is above this host's hard limit {cur}, and raising a hard limit needs CAP_SYS_RESOURCE{}",
-                    r.hard,
-                    if crate::capabilities::have(crate::capabilities::CAP_SYS_RESOURCE) { "" } else { ", which berth-oci does not have here" }
-                )
-            } else {
-                io(e).to_string()
-            };
-            return Err(SpawnError::Rlimit {
-                name: r.name.clone(),
-                problem,
-            });
-        }
-    }
+    apply_rlimits(pid, &setup.rlimits)?;
     if let Some(adj) = setup.oom_score_adj {
-        let file = format!("/proc/{}/oom_score_adj", pid.as_raw_nonzero());
-        if let Err(e) = std::fs::write(&file, adj.to_string()) {
-            let problem = if e.kind() == std::io::ErrorKind::PermissionDenied && adj < 0 {
-                format!("{adj}: lowering oom_score_adj needs CAP_SYS_RESOURCE, which berth-oci does not have here")
-            } else {
-                format!("{adj}: writing {file}: {e}")
-            };
-            return Err(SpawnError::OomScoreAdj { problem });
-        }
+        apply_oom_score_adj(pid, adj)?;
     }
     chan.send(&Msg::Go)
         .map_err(|e| SpawnError::Channel(io(e)))?;
@@ -242,4 +213,48 @@ pub fn wait_exec(plan: &InitPlan, chan: &Channel) -> Result<(), SpawnError> {
             "protocol error on the init channel".into(),
         )),
     }
+}
+
+/// process.rlimits, set on `pid` with prlimit (the parent can, the child may lack the
+/// capability once it has dropped it).
+pub fn apply_rlimits(pid: Pid, rlimits: &[RlimitSpec]) -> Result<(), SpawnError> {
+    for r in rlimits {
+        let limit = |v: u64| if v == u64::MAX { None } else { Some(v) };
+        let new = Rlimit {
+            current: limit(r.soft),
+            maximum: limit(r.hard),
+        };
+        if let Err(e) = rustix::process::prlimit(Some(pid), r.resource, new) {
+            let problem = if e == Errno::PERM {
+                let cur = rustix::process::getrlimit(r.resource).maximum;
+                let cur = cur.map_or("unlimited".to_string(), |c| c.to_string());
+                format!(
+                    "hard limit {} is above this host's hard limit {cur}, and raising a hard limit needs CAP_SYS_RESOURCE{}",
+                    r.hard,
+                    if crate::capabilities::have(crate::capabilities::CAP_SYS_RESOURCE) { "" } else { ", which berth-oci does not have here" }
+                )
+            } else {
+                io(e).to_string()
+            };
+            return Err(SpawnError::Rlimit {
+                name: r.name.clone(),
+                problem,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// process.oomScoreAdj, written for `pid`.
+pub fn apply_oom_score_adj(pid: Pid, adj: i32) -> Result<(), SpawnError> {
+    let file = format!("/proc/{}/oom_score_adj", pid.as_raw_nonzero());
+    if let Err(e) = std::fs::write(&file, adj.to_string()) {
+        let problem = if e.kind() == std::io::ErrorKind::PermissionDenied && adj < 0 {
+            format!("{adj}: lowering oom_score_adj needs CAP_SYS_RESOURCE, which berth-oci does not have here")
+        } else {
+            format!("{adj}: writing {file}: {e}")
+        };
+        return Err(SpawnError::OomScoreAdj { problem });
+    }
+    Ok(())
 }

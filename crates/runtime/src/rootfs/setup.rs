@@ -328,6 +328,17 @@ pub(crate) fn console(
     socket: &OwnedFd,
 ) -> R<OwnedFd> {
     let err = fail(Step::Console, 0);
+    let peer = pty(root, ptmx, socket)?;
+    let target = resolve(root, console, Create::File).map_err(&err)?;
+    let tree = clone_tree(peer.as_fd(), false).map_err(&err)?;
+    attach(&tree, &target).map_err(&err)?;
+    Ok(peer)
+}
+
+/// A new pty from the devpts at `ptmx` (which must really be devpts): the master goes
+/// to `socket` over SCM_RIGHTS, the peer is returned. Also used by `exec --tty`.
+pub(crate) fn pty(root: BorrowedFd, ptmx: &RootPath, socket: &OwnedFd) -> R<OwnedFd> {
+    let err = fail(Step::Console, 0);
     let master = open_in_root(root, ptmx.full(), OFlags::RDWR | OFlags::NOCTTY).map_err(&err)?;
     require_fs(&master, DEVPTS_SUPER_MAGIC).map_err(&err)?;
     rustix::pty::unlockpt(&master).map_err(&err)?;
@@ -349,9 +360,6 @@ pub(crate) fn console(
         rustix::net::sendmsg(socket, &iov, &mut cmsg, SendFlags::NOSIGNAL)
             .map_err(fail(Step::ConsoleSend, 0))?;
     }
-    let target = resolve(root, console, Create::File).map_err(&err)?;
-    let tree = clone_tree(peer.as_fd(), false).map_err(&err)?;
-    attach(&tree, &target).map_err(&err)?;
     Ok(peer)
 }
 

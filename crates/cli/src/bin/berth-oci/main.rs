@@ -2,6 +2,7 @@
 //! CRI-O can use it where they would use runc or crun. Argument parsing and output
 //! only; the work is in berth-runtime.
 
+mod exec;
 mod log;
 
 use anyhow::{bail, Context, Result};
@@ -89,6 +90,8 @@ enum Command {
         #[command(flatten)]
         create: CreateArgs,
     },
+    /// Run a new process in a running container; without --detach wait for it.
+    Exec(Box<exec::ExecArgs>),
     /// List containers.
     List {
         #[arg(short = 'f', long, value_enum, default_value_t = ListFormat::Table)]
@@ -186,6 +189,7 @@ fn run(cli: Cli, logger: &log::Logger) -> Result<i32> {
             Ok(0)
         }
         Command::List { format, quiet } => list(&root, format, quiet),
+        Command::Exec(a) => exec::exec(&root, *a),
         Command::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {

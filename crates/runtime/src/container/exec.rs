@@ -1,0 +1,232 @@
+//! `exec`: a new process in a running container. Like the init it is one raw clone
+//! (born in the container's pid namespace: the parent switches `pid_for_children`
+//! around the clone), and the child only makes async-signal-safe calls until exec.
+//!
+//! Handshake over the same channel as create's:
+//! 1. parent: clone; add the child to the container's cgroups, set its rlimits and
+//!    oom_score_adj; send **Go**.
+//! 2. child: setns into every namespace of the init that differs from ours and chroot
+//!    into its root; with a terminal, a new session and a pty from the container's
+//!    devpts (master to `--console-socket`); then the process's fds, seccomp,
+//!    credentials, umask, cwd, no_new_privs, as for the init; exec. Success closes the
+//!    channel (close-on-exec); a failure comes back as a **Failed** frame.
+
+use super::create::{block_signals, connect_console, forward_until_exit, rlimits, write_pid_file};
+use super::{Error, Outcome};
+use crate::process::channel::{self, Channel, Failure, Msg, Step};
+use crate::process::init;
+use crate::process::join::Joined;
+use crate::process::plan::ProcessPlan;
+use crate::process::spawn::{self, SpawnError};
+use crate::rootfs::RootPath;
+use crate::state::{ContainerState, Status};
+use berth_sys::process::{clone_process, Forked};
+use oci_spec::runtime::Process;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    /// The whole process (from `--process`, or the container's own with the flags
+    /// applied: see [`base_process`]).
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// The container's config.json process, which `exec` without `--process` starts from.
+pub fn base_process(root: &std::path::Path, id: &str) -> Result<Process, Error> {
+    super::validate_id(id)?;
+    let st = ContainerState::load(root, id)?;
+    Ok(st.process.unwrap_or_default())
+}
+
+pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
+    super::validate_id(&opts.id)?;
+    let st = ContainerState::load(&opts.root, &opts.id)?;
+    let status = st.status();
+    let refuse = |message: &str| {
+        Err(Error::WrongStatus {
+            id: opts.id.clone(),
+            status,
+            message: message.into(),
+        })
+    };
+    match status {
+        Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return refuse(
+                "cannot exec in a paused container (pause it later, or pass --ignore-paused)",
+            )
+        }
+        Status::Stopped => return refuse("cannot exec in a stopped container"),
+        Status::Creating => {
+            return refuse("cannot exec in a container that is still being created")
+        }
+    }
+    let terminal = opts.process.terminal().unwrap_or(false);
+    match (terminal, &opts.console_socket) {
+        (true, None) => return Err(Error::Usage(
+            "a terminal was asked for (--tty or process.terminal): --console-socket is required"
+                .into(),
+        )),
+        (false, Some(_)) => {
+            return Err(Error::Usage(
+                "--console-socket given but no terminal was asked for (--tty)".into(),
+            ))
+        }
+        _ => {}
+    }
+
+    let joined = Joined::open(st.pid, true).map_err(SpawnError::from)?;
+    let mut plan = ProcessPlan::build(&opts.process, opts.preserve_fds, joined.joins_user())?;
+    if let Some(s) = &st.seccomp {
+        plan.seccomp = Some(crate::seccomp::compile(s)?);
+    }
+    let limits = rlimits(Some(&opts.process))?;
+    let floor = 3 + opts.preserve_fds as i32;
+    let console = match &opts.console_socket {
+        Some(p) => Some(connect_console(p, floor)?),
+        None => None,
+    };
+    let ptmx = RootPath::new("/dev/pts/ptmx").expect("static path");
+    let (parent, child) = channel::pair(floor)
+        .map_err(|e| SpawnError::Channel(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let signals = (!opts.detach).then(|| block_signals(floor)).transpose()?;
+
+    // The child never returns from the closure (see Joined::around_clone); the
+    // parent gets its end of the channel back.
+    let forked = joined
+        .around_clone(|| match clone_process(0) {
+            Ok(Forked::Child) => {
+                drop(parent);
+                run_child(&plan, &joined, &child, console.as_ref(), &ptmx)
+            }
+            Ok(Forked::Parent(pid)) => Ok((pid, parent)),
+            Err(e) => Err(e),
+        })
+        .map_err(SpawnError::from)?;
+    let (pid, parent) = forked
+        .map_err(|e| SpawnError::Clone(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    drop(child);
+    drop(console);
+    let guard = KillOnDrop(Some(pid));
+
+    if let Some(cg) = &st.cgroup {
+        cg.add_pid(pid.as_raw_nonzero().get())
+            .map_err(SpawnError::from)?;
+    }
+    spawn::apply_rlimits(pid, &limits)?;
+    if let Some(adj) = opts.process.oom_score_adj() {
+        spawn::apply_oom_score_adj(pid, adj)?;
+    }
+    parent
+        .send(&Msg::Go)
+        .map_err(|e| SpawnError::Channel(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    match parent.recv() {
+        Ok(None) => {}
+        Ok(Some(Msg::Failed(f))) => {
+            return Err(SpawnError::Exec(describe(&plan, &joined, &f)).into())
+        }
+        _ => return Err(SpawnError::Exec("protocol error on the exec channel".into()).into()),
+    }
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw_nonzero().get())?;
+    }
+    guard.disarm();
+    match signals {
+        Some(sigfd) => Ok(Outcome::Exited {
+            code: forward_until_exit(pid, &sigfd)?,
+        }),
+        None => Ok(Outcome::Started {
+            pid: pid.as_raw_nonzero().get(),
+        }),
+    }
+}
+
+fn describe(plan: &ProcessPlan, joined: &Joined, f: &Failure) -> String {
+    if f.step == Step::JoinNamespace {
+        let name = joined.name(f.index as usize);
+        let errno = std::io::Error::from_raw_os_error(f.errno);
+        return format!("joining the container's {name} namespace: {errno}");
+    }
+    plan.describe(f)
+}
+
+/// The exec'd process's side. Async-signal-safe only.
+fn run_child(
+    plan: &ProcessPlan,
+    joined: &Joined,
+    chan: &Channel,
+    console: Option<&OwnedFd>,
+    ptmx: &RootPath,
+) -> ! {
+    let report = |f: Failure| -> ! {
+        let _ = chan.send(&Msg::Failed(f));
+        berth_sys::process::exit_immediately(1)
+    };
+    match chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        _ => berth_sys::process::exit_immediately(1),
+    }
+    if let Err((name, e)) = joined.enter() {
+        report(Failure::new(
+            Step::JoinNamespace,
+            joined.index_of(name) as u32,
+            e,
+        ));
+    }
+    if let Some(socket) = console {
+        if let Err(e) = rustix::process::setsid() {
+            report(Failure::new(Step::Setsid, 0, e));
+        }
+        let root = match rustix::fs::open(
+            c"/",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(r) => r,
+            Err(e) => report(Failure::new(Step::Console, 0, e)),
+        };
+        let tty = match crate::rootfs::setup::pty(root.as_fd(), ptmx, socket) {
+            Ok(t) => t,
+            Err(f) => report(f),
+        };
+        if let Err(e) = rustix::process::ioctl_tiocsctty(&tty) {
+            report(Failure::new(Step::Stdio, 0, e));
+        }
+        if let Err(e) = berth_sys::fd::dup_to_stdio(tty.as_raw_fd()) {
+            report(Failure::new(Step::Stdio, 0, e));
+        }
+    }
+    match init::prepare_process(plan) {
+        Ok(exe) => init::exec(plan, exe, chan),
+        Err(f) => report(f),
+    }
+}
+
+/// Kills and reaps the half-started process unless disarmed.
+struct KillOnDrop(Option<Pid>);
+
+impl KillOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+        }
+    }
+}
