@@ -7,6 +7,7 @@
 
 mod devices;
 mod hierarchy;
+pub mod stats;
 mod v1;
 mod v2;
 
@@ -133,6 +134,64 @@ impl Cgroup {
 
     /// Writes the spec's resources, each through the hierarchy that carries it.
     pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        self.write_resources(r, true)
+    }
+
+    /// `update`: the resources given, live. Devices are left alone (runc's update
+    /// never changes them, and a default rule set must not replace the container's).
+    pub fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        self.write_resources(r, false)
+    }
+
+    /// Freezes or thaws every process (v1 freezer, else v2 cgroup.freeze), waiting
+    /// until the kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (dir, v1) = match self.dir_for("freezer").filter(|d| !d.v2) {
+            Some(d) => (d, true),
+            None => (
+                self.unified().ok_or_else(|| CgroupError::Unsupported {
+                    field: "pause".into(),
+                    problem:
+                        "no freezer: neither the v1 freezer controller nor cgroup v2 is mounted"
+                            .into(),
+                })?,
+                false,
+            ),
+        };
+        let (file, value, check_file) = match (v1, frozen) {
+            (true, true) => ("freezer.state", "FROZEN", "freezer.state"),
+            (true, false) => ("freezer.state", "THAWED", "freezer.state"),
+            (false, true) => ("cgroup.freeze", "1", "cgroup.events"),
+            (false, false) => ("cgroup.freeze", "0", "cgroup.events"),
+        };
+        let done = |s: &str| {
+            if v1 {
+                s.trim() == value
+            } else {
+                s.lines().any(|l| l.strip_prefix("frozen ") == Some(value))
+            }
+        };
+        let field = if frozen { "pause" } else { "resume" };
+        let mut delay = std::time::Duration::from_millis(1);
+        for _ in 0..20 {
+            // v1 may report FREEZING while a task resists; writing again retries it.
+            write(&dir.path, file, value, field)?;
+            if std::fs::read_to_string(dir.path.join(check_file)).is_ok_and(|s| done(&s)) {
+                return Ok(());
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_millis(100));
+        }
+        Err(CgroupError::Unsupported {
+            field: field.into(),
+            problem: format!(
+                "{} did not reach {value} in time",
+                dir.path.join(check_file).display()
+            ),
+        })
+    }
+
+    fn write_resources(&self, r: &LinuxResources, devices: bool) -> Result<(), CgroupError> {
         let need = |controller: &str, field: &str| {
             self.dir_for(controller)
                 .ok_or_else(|| CgroupError::Unsupported {
@@ -229,12 +288,14 @@ impl Cgroup {
                 )?;
             }
         }
-        let rules = device_rules(r.devices().as_deref().unwrap_or_default());
-        match self.dir_for("devices") {
-            Some(d) if !d.v2 => v1::devices(&d.path, &rules)?,
-            _ => {
-                if let (Mode::Unified, Some(d)) = (self.mode, self.unified()) {
-                    devices::attach_program(&d.path, &rules)?;
+        if devices {
+            let rules = device_rules(r.devices().as_deref().unwrap_or_default());
+            match self.dir_for("devices") {
+                Some(d) if !d.v2 => v1::devices(&d.path, &rules)?,
+                _ => {
+                    if let (Mode::Unified, Some(d)) = (self.mode, self.unified()) {
+                        devices::attach_program(&d.path, &rules)?;
+                    }
                 }
             }
         }

@@ -10,13 +10,17 @@ mod create;
 mod delete;
 mod exec;
 mod kill;
+mod pause;
 mod start;
+mod update;
 
 pub use create::{create, CreateOptions, Launch, Outcome};
 pub use delete::delete;
 pub use exec::{base_process, exec, ExecOptions};
 pub use kill::kill;
+pub use pause::{pause, resume};
 pub use start::start;
+pub use update::{oom_kills, pids, stats, update};
 
 use crate::state::Status;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 
 mod exec;
 mod log;
+mod manage;
 
 use anyhow::{bail, Context, Result};
 use berth_runtime::container::{self, CreateOptions, Launch, Outcome};
@@ -92,6 +93,16 @@ enum Command {
     },
     /// Run a new process in a running container; without --detach wait for it.
     Exec(Box<exec::ExecArgs>),
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the container's processes (ps(1) output, or pids as JSON).
+    Ps(manage::PsArgs),
+    /// Change a running container's resources.
+    Update(Box<manage::UpdateArgs>),
+    /// Print resource usage and OOM events (JSON lines).
+    Events(manage::EventsArgs),
     /// List containers.
     List {
         #[arg(short = 'f', long, value_enum, default_value_t = ListFormat::Table)]
@@ -190,6 +201,17 @@ fn run(cli: Cli, logger: &log::Logger) -> Result<i32> {
         }
         Command::List { format, quiet } => list(&root, format, quiet),
         Command::Exec(a) => exec::exec(&root, *a),
+        Command::Pause { id } => {
+            container::pause(&root, &id)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            container::resume(&root, &id)?;
+            Ok(0)
+        }
+        Command::Ps(a) => manage::ps(&root, a),
+        Command::Update(a) => manage::update(&root, *a),
+        Command::Events(a) => manage::events(&root, a),
         Command::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
