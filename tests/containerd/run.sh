@@ -216,6 +216,32 @@ if [[ $c2ok -eq 1 ]]; then
   else
     fail "c2 pid '$c2pid' not in cgroup /$NS/c2 (cgroup dir: '$c2cg')"
   fi
+  # exec: output and exit status through the shim
+  set +e
+  out="$(ctr_ task exec --exec-id e1 c2 sh -c 'echo exec-ok-$((2+3)); exit 5' 2>"$T/exec.err")"
+  rc=$?
+  set -e
+  if grep -q "exec-ok-5" <<<"$out"; then pass "c2 exec output"; else fail "c2 exec output (got: '$out'; stderr: $(head -c 600 "$T/exec.err"))"; fi
+  if [[ $rc -eq 5 ]]; then pass "c2 exec exit code 5"; else fail "c2 exec exit code $rc (want 5)"; fi
+  # pause / resume
+  if ctr_ task pause c2 >"$T/pause.out" 2>&1 \
+     && ctr_ task ls 2>&1 | awk '$1=="c2"{print $3}' | grep -qx PAUSED; then
+    pass "c2 pause"
+  else
+    fail "c2 pause: $(cat "$T/pause.out") $(ctr_ task ls 2>&1 | tr '\n' ' ')"
+  fi
+  if ctr_ task resume c2 >"$T/resume.out" 2>&1 \
+     && ctr_ task ls 2>&1 | awk '$1=="c2"{print $3}' | grep -qx RUNNING; then
+    pass "c2 resume"
+  else
+    fail "c2 resume: $(cat "$T/resume.out")"
+  fi
+  # metrics (the shim reads the init's cgroup)
+  if ctr_ task metrics c2 >"$T/metrics.out" 2>&1 && grep -qi "memory" "$T/metrics.out"; then
+    pass "c2 metrics"
+  else
+    fail "c2 metrics: $(head -c 600 "$T/metrics.out")"
+  fi
   if ctr_ task kill -s SIGKILL c2 >"$T/kill.out" 2>&1; then pass "c2 kill SIGKILL"; else fail "c2 kill: $(cat "$T/kill.out")"; fi
   st=""
   for _ in $(seq 100); do
