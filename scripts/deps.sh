@@ -5,6 +5,7 @@ busybox-static
 runc
 crun
 containerd
+podman
 libseccomp-dev
 pkg-config
 hyperfine

@@ -1,5 +1,6 @@
 //! End-to-end runs with real clients and a real cgroup v2 kernel: containerd's runc v2
-//! shim driving berth-oci, and a qemu VM booting Debian's kernel with pure cgroup v2.
+//! shim and podman driving berth-oci, and a qemu VM booting Debian's kernel with pure
+//! cgroup v2.
 //! Each skips with a printed reason only where its tools are missing.
 
 mod common;
@@ -31,6 +32,23 @@ fn containerd_runs_and_kills_through_berth_oci() {
         "containerd e2e failed:\n{}\n{}",
         o.stdout, o.stderr
     );
+    assert!(o.stdout.contains(" 0 failed"), "{}", o.stdout);
+}
+
+/// podman (`--runtime berth-oci`): run, exec, exec -t, pause/unpause, stop, rm.
+#[test]
+fn podman_runs_execs_stops_and_removes_through_berth_oci() {
+    require_root!();
+    if !Path::new("/usr/bin/podman").exists() {
+        eprintln!("SKIP: podman not installed");
+        return;
+    }
+    let o: Out = Command::new(repo().join("tests/podman/run.sh"))
+        .arg(berth_oci())
+        .output()
+        .expect("run.sh")
+        .into();
+    assert_eq!(o.code, 0, "podman e2e failed:\n{}\n{}", o.stdout, o.stderr);
     assert!(o.stdout.contains(" 0 failed"), "{}", o.stdout);
 }
 
