@@ -348,32 +348,36 @@ fn no_mount_namespace_inherits_the_runtimes_and_mounts_nothing() {
     require_root!();
     let rt = Runtime::berth();
     let id = unique_id("nomntns");
-    // No rootfs setup happens, so the program is the host's own busybox.
-    let mut b =
-        Bundle::busybox(&["/bin/busybox", "readlink", "/proc/self/ns/mnt"]).expect("bundle");
+    // Nothing is mounted, so the container's /proc is the rootfs's empty directory.
+    let mut b = Bundle::busybox(&["sh", "-c", "ls /proc | wc -l"]).expect("bundle");
     let cg = unique_cgroup(&mut b, &id);
     b.edit(|c| {
         let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
         ns.retain(|n| n["type"] != "mount");
-        c["process"]["cwd"] = "/".into();
     })
     .expect("edit");
-    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let o = rt.run_bundle(&b, &id);
+    let o = rt.create(&b, &id, &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let host = std::fs::read_link("/proc/self/ns/mnt").expect("own mnt ns");
+    let pid = rt.state(&id)["pid"].as_i64().expect("pid");
     assert_eq!(
-        o.stdout.trim(),
-        host.to_string_lossy(),
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("init's mnt ns"),
+        std::fs::read_link("/proc/self/ns/mnt").expect("own mnt ns"),
         "the container must inherit the runtime's mount namespace (config-linux.md#namespaces)"
     );
-    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let rootfs = b.rootfs();
-    let r = rootfs.to_string_lossy();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).expect("init's root"),
+        b.rootfs().canonicalize().expect("rootfs"),
+        "the process is still confined to root.path (chroot)"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let r = b.rootfs().to_string_lossy().into_owned();
     assert!(
-        !mounts_after.lines().any(|l| l.contains(&*r))
-            && !mounts_before.lines().any(|l| l.contains(&*r)),
+        !mounts.lines().any(|l| l.contains(&r)),
         "nothing may be mounted on the host for a container without a mount namespace"
     );
+    assert_eq!(rt.run(&["start", &id]).code, 0);
+    rt.wait_status(&id, "stopped");
+    assert_eq!(container_output(&b, &id).trim(), "0");
+    assert_eq!(rt.run(&["delete", &id]).code, 0);
     assert_no_leftovers(&rt, &id, &cg, &b.dir, "");
 }

@@ -88,9 +88,11 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
         setup::sysctl(root.as_fd(), i, path, value)?;
     }
     let console = match (&plan.rootfs.console, &plan.console_socket) {
-        (Some((ptmx, console)), Some(socket)) => {
+        (Some((ptmx, console)), Some(socket)) if plan.ns.mount => {
             Some(setup::console(root.as_fd(), ptmx, console, socket)?)
         }
+        // No /dev/console bind without a mount namespace of our own.
+        (Some((ptmx, _)), Some(socket)) => Some(setup::pty(root.as_fd(), ptmx, socket)?),
         _ => None,
     };
     if plan.pause_for_hooks {
@@ -104,6 +106,12 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
         setup::enter(root, &plan.rootfs)?;
     } else {
         drop(root);
+        // Nothing was mounted (that would change the host's mounts), but the process
+        // still gets its root filesystem, as with runc: chroot instead of pivot_root.
+        let err = fail(Step::PivotRoot, 0);
+        rustix::process::chdir(plan.rootfs.rootfs.as_c_str()).map_err(&err)?;
+        rustix::process::chroot(c".").map_err(&err)?;
+        rustix::process::chdir(c"/").map_err(&err)?;
     }
     rustix::process::setsid().map_err(fail(Step::Setsid, 0))?;
     if let Some(tty) = &console {

@@ -55,8 +55,8 @@ pub struct Namespaces {
     pub new_cgroup: bool,
     pub new_time: bool,
     /// The config lists a mount namespace (new or joined). Without one the container
-    /// inherits the runtime's (config-linux.md#namespaces) and, as with runc, berth
-    /// sets up no root filesystem: mounting there would change the host's view.
+    /// inherits the runtime's (config-linux.md#namespaces): berth then mounts nothing
+    /// (that would change the host's view) and only chroots into root.path.
     pub mount: bool,
 }
 
