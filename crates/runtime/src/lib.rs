@@ -9,6 +9,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod container;
+pub mod exe;
 pub mod features;
 pub mod hooks;
 pub mod process;

@@ -39,3 +39,22 @@ pub fn execve(path: &CStr, argv: &CStrArray, envp: &CStrArray) -> Errno {
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     last_errno()
 }
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the program the fd refers to
+/// (a sealed memfd copy of the runtime). Returns only on failure, with the errno.
+pub fn execveat_fd(fd: std::os::fd::BorrowedFd<'_>, argv: &CStrArray, envp: &CStrArray) -> Errno {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the path is a static empty C string, argv/envp are NULL-terminated arrays
+    // owned by the caller and alive for the call, and the fd is borrowed, hence open.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    last_errno()
+}

@@ -111,3 +111,15 @@ pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// prctl(PR_SET_DUMPABLE, 0): other processes of the same user can no longer open this
+/// process's /proc/<pid>/exe, mem or fds without CAP_SYS_PTRACE. Inherited across fork
+/// and reset by execve of an ordinary program.
+pub fn set_not_dumpable() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}

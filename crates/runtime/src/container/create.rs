@@ -57,6 +57,14 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     let spec = crate::spec::load(&bundle)?;
     crate::spec::validate(&spec, &bundle)?;
     let ns = Namespaces::from_spec(&spec)?;
+    if ns
+        .parent_join
+        .iter()
+        .any(|j| j.kind == rustix::thread::LinkNameSpaceType::ProcessID)
+    {
+        // Joining a pid namespace where processes already run (see crate::exe).
+        crate::exe::run_from_sealed_copy()?;
+    }
     check_terminal(&spec, opts)?;
 
     let mut rollback = Rollback::reserve(&opts.root, &opts.id)?;

@@ -50,6 +50,10 @@ pub fn base_process(root: &std::path::Path, id: &str) -> Result<Process, Error> 
 
 pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     super::validate_id(&opts.id)?;
+    // The container's processes are running: nothing of ours they can reach may be
+    // the host's binary (see crate::exe). Nothing has been done yet, so starting over
+    // from the copy is safe.
+    crate::exe::run_from_sealed_copy()?;
     let st = ContainerState::load(&opts.root, &opts.id)?;
     let status = st.status();
     let refuse = |message: &str| {

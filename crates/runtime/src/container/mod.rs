@@ -47,6 +47,8 @@ pub enum Error {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Exe(#[from] crate::exe::ExeError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

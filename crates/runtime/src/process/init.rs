@@ -135,7 +135,18 @@ pub(crate) fn prepare_process(plan: &ProcessPlan) -> R<usize> {
     }
     credentials(plan)?;
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(plan.umask));
-    rustix::process::chdir(plan.cwd.as_c_str()).map_err(fail(Step::Chdir, 0))?;
+    // No magic links: "/proc/self/fd/N" must not turn an fd of ours, still open until
+    // exec, into a working directory outside the container (CVE-2024-21626 class).
+    let cwd = rustix::fs::openat2(
+        CWD,
+        plan.cwd.as_c_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(fail(Step::Chdir, 0))?;
+    rustix::process::fchdir(&cwd).map_err(fail(Step::Chdir, 0))?;
+    drop(cwd);
     if plan.no_new_privs {
         rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs, 0))?;
     }

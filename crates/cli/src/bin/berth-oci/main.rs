@@ -129,6 +129,8 @@ enum ListFormat {
 }
 
 fn main() {
+    // First, before anything a container could race (CVE-2019-5736 class).
+    berth_runtime::exe::not_dumpable();
     let cli = Cli::parse();
     let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
     let _ = tracing::subscriber::set_global_default(logger.clone());
