@@ -214,4 +214,48 @@ fn spec_and_features() {
         .as_array()
         .is_some_and(|n| n.len() == 8));
     assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert_eq!(f["hooks"].as_array().map(Vec::len), Some(6));
+    // What the document claims must work: a profile with every listed action (each on
+    // a syscall `true` never makes) and every supported flag runs.
+    let seccomp = &f["linux"]["seccomp"];
+    assert_eq!(seccomp["enabled"], true);
+    let unused = [
+        "acct",
+        "swapon",
+        "swapoff",
+        "reboot",
+        "kexec_load",
+        "init_module",
+        "delete_module",
+        "pivot_root",
+    ];
+    let actions = seccomp["actions"].as_array().expect("actions");
+    let syscalls: Vec<serde_json::Value> = actions
+        .iter()
+        .zip(unused.iter())
+        .filter(|(a, _)| *a != "SCMP_ACT_ALLOW")
+        .map(|(a, s)| serde_json::json!({"names": [s], "action": a}))
+        .collect();
+    assert_eq!(
+        syscalls.len(),
+        actions.len() - 1,
+        "more actions than test syscalls"
+    );
+    let mut b = Bundle::busybox(&["true"]).expect("bundle");
+    let flags = seccomp["supportedFlags"].clone();
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": flags,
+            "syscalls": syscalls,
+        });
+    })
+    .expect("edit");
+    let o = rt.run_bundle(&b, &unique_id("feat"));
+    assert_eq!(
+        o.code, 0,
+        "a profile using every advertised action and flag: {}",
+        o.stderr
+    );
 }
