@@ -110,6 +110,28 @@ fn cwd_cannot_reach_a_runtime_fd_through_proc() {
         );
         assert!(o.stderr.contains("process.cwd"), "{}", o.stderr);
     }
+    // With openat2 filtered by the profile (installed before the cwd is entered when
+    // noNewPrivileges is false), the chdir fallback must catch it too.
+    for n in 3..12 {
+        let id = unique_id("esccwds");
+        let mut b = Bundle::busybox(&["sh", "-c", "pwd; ls"]).expect("bundle");
+        b.edit(|c| {
+            c["process"]["cwd"] = format!("/proc/self/fd/{n}").into();
+            c["process"]["noNewPrivileges"] = false.into();
+            c["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        })
+        .expect("edit");
+        let o = rt.run_bundle(&b, &id);
+        assert_ne!(
+            o.code, 0,
+            "cwd /proc/self/fd/{n} was accepted with openat2 filtered: {}",
+            o.stdout
+        );
+    }
     // And for exec.
     let (_b, id) = running(&rt, "esccwdx");
     for n in 3..12 {

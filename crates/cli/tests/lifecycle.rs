@@ -228,6 +228,7 @@ fn spec_and_features() {
         "init_module",
         "delete_module",
         "pivot_root",
+        "quotactl",
     ];
     let actions = seccomp["actions"].as_array().expect("actions");
     let syscalls: Vec<serde_json::Value> = actions
@@ -243,16 +244,29 @@ fn spec_and_features() {
     );
     let mut b = Bundle::busybox(&["true"]).expect("bundle");
     let flags = seccomp["supportedFlags"].clone();
+    let sock = b.dir.join("notify.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let s = sock.to_str().expect("utf8").to_string();
     b.edit(|c| {
         c["linux"]["seccomp"] = serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
             "flags": flags,
+            "listenerPath": s,
             "syscalls": syscalls,
         });
     })
     .expect("edit");
+    let accept = std::thread::spawn(move || {
+        let (stream, _) = listener
+            .accept()
+            .expect("the notify fd comes to the listener");
+        receive_fd_and_data(&stream)
+    });
     let o = rt.run_bundle(&b, &unique_id("feat"));
+    if o.code == 0 {
+        let _ = accept.join();
+    }
     assert_eq!(
         o.code, 0,
         "a profile using every advertised action and flag: {}",

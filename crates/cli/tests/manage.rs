@@ -33,12 +33,22 @@ fn cgroup_file(cg: &str, files: &[&str]) -> std::path::PathBuf {
     panic!("no cgroup dir of {cg} has any of {files:?}");
 }
 
+/// The container's loop counter. The shell truncates and rewrites the file, so a read
+/// can land in between and see nothing: such reads are retried (a frozen writer may
+/// leave it empty for good, which reads as 0).
 fn counter(pid: i64) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/root/dev/shm/c"))
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    for _ in 0..50 {
+        let v = std::fs::read_to_string(format!("/proc/{pid}/root/dev/shm/c"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if v > 0 {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    0
 }
 
 #[test]
@@ -80,9 +90,18 @@ fn pause_freezes_and_resume_thaws() {
 
     assert_eq!(rt.run(&["resume", &id]).code, 0);
     assert_eq!(rt.status(&id), "running");
+    // Wait for a larger value rather than sampling once: the machine may be busy.
     let b = counter(pid);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(counter(pid) > b, "a resumed container runs again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = counter(pid);
+    while now <= b && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = counter(pid);
+    }
+    assert!(
+        now > b,
+        "a resumed container runs again (counter {b} then {now})"
+    );
     let o = rt.run(&["resume", &id]);
     assert!(o.stderr.contains("not paused"), "{}", o.stderr);
 

@@ -381,3 +381,53 @@ fn no_mount_namespace_inherits_the_runtimes_and_mounts_nothing() {
     assert_eq!(rt.run(&["delete", &id]).code, 0);
     assert_no_leftovers(&rt, &id, &cg, &b.dir, "");
 }
+
+/// SCMP_ACT_NOTIFY: the notify fd reaches listenerPath with the container process
+/// state; once the listener lets go of it, the notified syscall fails with ENOSYS.
+#[test]
+fn seccomp_notify_hands_the_fd_to_the_listener() {
+    require_root!();
+    let rt = Runtime::berth();
+    let id = unique_id("notify");
+    let mut b = Bundle::busybox(&["sh", "-c", "mkdir /dev/shm/x; echo rc=$?"]).expect("bundle");
+    let sock = b.dir.join("seccomp.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let s = sock.to_str().expect("utf8").to_string();
+    b.edit(|c| {
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "listenerPath": s,
+            "listenerMetadata": "meta-1",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    })
+    .expect("edit");
+    let got = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let (fd, data) = receive_fd_and_data(&stream);
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .expect("fd link");
+        drop(fd);
+        (link, data)
+    });
+    let o = rt.run_bundle(&b, &id);
+    let (link, data) = got.join().expect("listener");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "rc=1\n");
+    assert!(
+        o.stderr.contains("Function not implemented"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(link.to_string_lossy(), "anon_inode:seccomp notify");
+    let st: serde_json::Value =
+        serde_json::from_slice(&data).expect("container process state JSON");
+    assert_eq!(st["fds"], serde_json::json!(["seccompFd"]));
+    assert_eq!(st["metadata"], "meta-1");
+    assert_eq!(st["state"]["id"], id.as_str());
+    assert!(st["pid"].as_i64().is_some_and(|p| p > 0), "{st}");
+}

@@ -23,20 +23,26 @@ pub enum SeccompError {
 pub struct Program {
     pub bpf: Vec<u8>,
     pub flags: u32,
+    /// With SCMP_ACT_NOTIFY rules: where the notify fd goes.
+    pub listener: Option<Listener>,
 }
+
+/// linux.seccomp.listenerPath and listenerMetadata.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub path: std::path::PathBuf,
+    pub metadata: Option<String>,
+}
+
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
 const SECCOMP_FILTER_FLAG_LOG: u32 = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 4;
 const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
-fn action(
-    field: &str,
-    a: LinuxSeccompAction,
-    errno: Option<u32>,
-    default_errno: u32,
-) -> Result<ScmpAction, SeccompError> {
-    Ok(match a {
+fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> ScmpAction {
+    match a {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
             ScmpAction::KillThread
         }
@@ -50,15 +56,8 @@ fn action(
         }
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::Invalid {
-                field: field.to_string(),
-                problem:
-                    "SCMP_ACT_NOTIFY (with listenerPath) is not supported by this berth-oci build"
-                        .into(),
-            })
-        }
-    })
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    }
 }
 
 fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
@@ -85,13 +84,15 @@ fn lib(field: &str) -> impl Fn(libseccomp::error::SeccompError) -> SeccompError 
 /// skipped, as runc does, so one profile serves old and new kernels.
 pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
     let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
-    let default = action(
-        "linux.seccomp.defaultAction",
-        s.default_action(),
-        s.default_errno_ret(),
-        default_errno,
-    )?;
+    let default = action(s.default_action(), s.default_errno_ret(), default_errno);
+    if default == ScmpAction::Notify {
+        return Err(SeccompError::Invalid {
+            field: "linux.seccomp.defaultAction".into(),
+            problem: "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own last syscalls would wait on a listener that has no fd yet)".into(),
+        });
+    }
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction"))?;
+    let mut notify = false;
     for (i, arch) in s.architectures().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.architectures[{i}]");
         let name = serde_json::to_value(arch)
@@ -117,9 +118,20 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
     }
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(&field, sc.action(), sc.errno_ret(), default_errno)?;
+        let act = action(sc.action(), sc.errno_ret(), default_errno);
         if act == default {
             continue;
+        }
+        if act == ScmpAction::Notify {
+            notify = true;
+            if let Some(n) = sc.names().iter().find(|n| *n == "sendmsg") {
+                return Err(SeccompError::Invalid {
+                    field: format!("{field}.names"),
+                    problem: format!(
+                        "{n} cannot use SCMP_ACT_NOTIFY: the runtime sends the notify fd with it"
+                    ),
+                });
+            }
         }
         for name in sc.names() {
             let Ok(nr) = ScmpSyscall::from_name(name) else {
@@ -165,5 +177,68 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
             field: "linux.seccomp".into(),
             message: e.to_string(),
         })?;
-    Ok(Program { bpf, flags })
+    let listener = if notify {
+        let path = s
+            .listener_path()
+            .clone()
+            .ok_or_else(|| SeccompError::Invalid {
+                field: "linux.seccomp.listenerPath".into(),
+                problem: "required when a rule uses SCMP_ACT_NOTIFY".into(),
+            })?;
+        // The kernel refuses TSYNC together with NEW_LISTENER; the process that
+        // installs the filter is single-threaded, so TSYNC has nothing to sync anyway.
+        flags = (flags & !SECCOMP_FILTER_FLAG_TSYNC) | SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        Some(Listener {
+            path,
+            metadata: s.listener_metadata().clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Program {
+        bpf,
+        flags,
+        listener,
+    })
+}
+
+/// Sends the notify fd to the listener with the container process state
+/// (config-linux.md#the-container-process-state): one connection, one message.
+pub fn send_to_listener(
+    l: &Listener,
+    state: &crate::state::StateDocument,
+    pid: i32,
+    fd: std::os::fd::OwnedFd,
+) -> Result<(), SeccompError> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    let err = |message: String| SeccompError::Compile {
+        field: "linux.seccomp.listenerPath".into(),
+        message,
+    };
+    let doc = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": l.metadata.clone().unwrap_or_default(),
+        "state": state,
+    });
+    let bytes = doc.to_string();
+    let stream = std::os::unix::net::UnixStream::connect(&l.path)
+        .map_err(|e| err(format!("connecting to {}: {e}", l.path.display())))?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd.as_fd()];
+    cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+    let iov = [std::io::IoSlice::new(bytes.as_bytes())];
+    let sent = rustix::net::sendmsg(&stream, &iov, &mut cmsg, SendFlags::NOSIGNAL)
+        .map_err(|e| err(format!("sending to {}: {e}", l.path.display())))?;
+    if sent < bytes.len() {
+        // The fd went with the first part; the rest of the JSON follows as plain bytes.
+        use std::io::Write;
+        (&stream)
+            .write_all(&bytes.as_bytes()[sent..])
+            .map_err(|e| err(format!("sending to {}: {e}", l.path.display())))?;
+    }
+    Ok(())
 }

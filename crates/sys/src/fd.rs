@@ -39,3 +39,19 @@ pub fn dup_to_stdio(fd: i32) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Whether the working directory is reachable from the process's root: getcwd(2)
+/// fails with ENOENT or starts with "(unreachable)" for a cwd outside it (a directory
+/// fd of the runtime entered through /proc/self/fd). Stack buffer: async-signal-safe.
+pub fn cwd_inside_root() -> Result<bool, Errno> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: the kernel writes at most buf.len() bytes into our stack buffer.
+    let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    match cvt(ret) {
+        Ok(_) => Ok(buf[0] == b'/'),
+        Err(Errno::NOENT) => Ok(false),
+        // A path longer than our buffer is still a path inside the root.
+        Err(Errno::RANGE) => Ok(true),
+        Err(e) => Err(e),
+    }
+}

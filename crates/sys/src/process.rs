@@ -87,7 +87,8 @@ pub fn kill(pid: i32, signal: i32) -> Result<(), Errno> {
 }
 
 /// Installs a classic-BPF seccomp filter (`bpf` is an array of struct sock_filter).
-pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
+/// With SECCOMP_FILTER_FLAG_NEW_LISTENER in `flags`, returns the notify fd.
+pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> Result<Option<std::os::fd::OwnedFd>, Errno> {
     #[repr(C)]
     struct SockFprog {
         len: u16,
@@ -109,7 +110,15 @@ pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> Result<(), Errno> {
     if ret < 0 {
         return Err(last_errno());
     }
-    Ok(())
+    const NEW_LISTENER: u32 = 1 << 3;
+    if flags & NEW_LISTENER != 0 {
+        use std::os::fd::FromRawFd;
+        // SAFETY: with NEW_LISTENER the kernel returns a new fd that nothing else owns.
+        return Ok(Some(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(ret as i32)
+        }));
+    }
+    Ok(None)
 }
 
 /// prctl(PR_SET_DUMPABLE, 0): other processes of the same user can no longer open this

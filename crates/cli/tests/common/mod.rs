@@ -237,16 +237,31 @@ pub fn unique_cgroup(b: &mut Bundle, id: &str) -> String {
 
 /// Receives one fd sent with SCM_RIGHTS (the pty master on a --console-socket).
 pub fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    receive_fd_and_data(stream).0
+}
+
+/// Receives one fd sent with SCM_RIGHTS and every byte sent until the peer closes.
+pub fn receive_fd_and_data(
+    stream: &std::os::unix::net::UnixStream,
+) -> (std::os::fd::OwnedFd, Vec<u8>) {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let mut buf = [0u8; 64];
+    let mut buf = vec![0u8; 65536];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    rustix::net::recvmsg(stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC).expect("recvmsg");
+    let n = rustix::net::recvmsg(stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
+        .expect("recvmsg")
+        .bytes;
+    let mut fd = None;
     for m in cmsg.drain() {
         if let RecvAncillaryMessage::ScmRights(mut fds) = m {
-            return fds.next().expect("one fd");
+            fd = fds.next();
         }
     }
-    panic!("no fd received on the console socket");
+    let fd = fd.expect("no fd received with SCM_RIGHTS");
+    buf.truncate(n);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &*stream, &mut rest);
+    buf.extend_from_slice(&rest);
+    (fd, buf)
 }

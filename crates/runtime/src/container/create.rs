@@ -123,15 +123,30 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         .then(|| block_signals(floor))
         .transpose()?;
     let spawned = {
-        let mut run_create_hooks = |pid: rustix::process::Pid| {
+        let listener = plan
+            .process
+            .seccomp
+            .as_ref()
+            .and_then(|p| p.listener.clone());
+        let mut on_event = |pid: rustix::process::Pid, event: spawn::Event| {
             let pid = pid.as_raw_nonzero().get();
-            let doc = document(&st, pid, Status::Created);
-            for kind in CREATE_HOOKS {
-                hooks::run(kind, st.hooks.as_ref(), &doc, pid)?;
+            match event {
+                spawn::Event::Pause => {
+                    let doc = document(&st, pid, Status::Created);
+                    for kind in CREATE_HOOKS {
+                        hooks::run(kind, st.hooks.as_ref(), &doc, pid)?;
+                    }
+                }
+                spawn::Event::SeccompFd(fd) => {
+                    if let Some(l) = &listener {
+                        let doc = document(&st, pid, Status::Creating);
+                        crate::seccomp::send_to_listener(l, &doc, pid, fd)?;
+                    }
+                }
             }
             Ok(())
         };
-        spawn::spawn(&plan, &setup, &mut run_create_hooks)?
+        spawn::spawn(&plan, &setup, &mut on_event)?
     };
     rollback.pid = Some(spawned.pid.as_raw_nonzero().get());
 

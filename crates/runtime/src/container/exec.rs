@@ -135,7 +135,15 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     parent
         .send(&Msg::Go)
         .map_err(|e| SpawnError::Channel(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
-    match parent.recv() {
+    let mut msg = parent.recv();
+    while let Ok(Some(Msg::SeccompFd(fd))) = msg {
+        if let Some(l) = plan.seccomp.as_ref().and_then(|p| p.listener.as_ref()) {
+            let doc = super::create::document(&st, st.pid, status);
+            crate::seccomp::send_to_listener(l, &doc, pid.as_raw_nonzero().get(), fd)?;
+        }
+        msg = parent.recv();
+    }
+    match msg {
         Ok(None) => {}
         Ok(Some(Msg::Failed(f))) => {
             return Err(SpawnError::Exec(describe(&plan, &joined, &f)).into())
@@ -211,7 +219,7 @@ fn run_child(
             report(Failure::new(Step::Stdio, 0, e));
         }
     }
-    match init::prepare_process(plan) {
+    match init::prepare_process(plan, chan) {
         Ok(exe) => init::exec(plan, exe, chan),
         Err(f) => report(f),
     }

@@ -171,6 +171,8 @@ pub enum Msg {
     Ready,
     Pause,
     Failed(Failure),
+    /// child → parent: the seccomp notify fd (SCM_RIGHTS), for the listenerPath.
+    SeccompFd(OwnedFd),
 }
 
 const FRAME: usize = 16 + DETAIL_LEN;
@@ -178,6 +180,7 @@ const GO: u32 = 1;
 const READY: u32 = 2;
 const FAILED: u32 = 3;
 const PAUSE: u32 = 4;
+const SECCOMP_FD: u32 = 5;
 
 /// One end of the channel.
 pub struct Channel(OwnedFd);
@@ -202,6 +205,7 @@ impl Channel {
             Msg::Go => (GO, None),
             Msg::Ready => (READY, None),
             Msg::Pause => (PAUSE, None),
+            Msg::SeccompFd(fd) => return self.send_fd(fd),
             Msg::Failed(f) => (FAILED, Some(f)),
         };
         frame[0..4].copy_from_slice(&kind.to_ne_bytes());
@@ -220,17 +224,39 @@ impl Channel {
         rustix::net::send(&self.0, &frame[..len], SendFlags::NOSIGNAL).map(drop)
     }
 
+    /// One frame carrying an fd. Stack buffers only: the child sends it.
+    fn send_fd(&self, fd: &OwnedFd) -> Result<(), Errno> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd.as_fd()];
+        cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+        let kind = SECCOMP_FD.to_ne_bytes();
+        let iov = [std::io::IoSlice::new(&kind)];
+        rustix::net::sendmsg(&self.0, &iov, &mut cmsg, SendFlags::NOSIGNAL).map(drop)
+    }
+
     /// Receives one frame; Ok(None) on EOF (the peer closed or exec'd).
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage};
         let mut frame = [0u8; FRAME];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
         let n = loop {
-            match rustix::net::recv(&self.0, &mut frame, RecvFlags::empty()) {
+            let mut iov = [std::io::IoSliceMut::new(&mut frame)];
+            match rustix::net::recvmsg(&self.0, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC) {
                 Err(Errno::INTR) => continue,
-                r => break r?.0,
+                r => break r?.bytes,
             }
         };
         if n == 0 {
             return Ok(None);
+        }
+        let mut passed = None;
+        for m in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = m {
+                passed = fds.next();
+            }
         }
         let word =
             |i: usize| u32::from_ne_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
@@ -238,6 +264,9 @@ impl Channel {
             GO => Ok(Some(Msg::Go)),
             READY => Ok(Some(Msg::Ready)),
             PAUSE => Ok(Some(Msg::Pause)),
+            SECCOMP_FD => passed
+                .map(|fd| Some(Msg::SeccompFd(fd)))
+                .ok_or(Errno::PROTO),
             FAILED if n >= 16 => {
                 let step = Step::from_u32(word(4)).ok_or(Errno::PROTO)?;
                 let f = Failure::new(step, word(8), Errno::from_raw_os_error(word(12) as i32));

@@ -120,46 +120,62 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
             .map_err(fail(Step::Stdio, 0))?;
     }
     drop(console);
-    prepare_process(&plan.process)
+    prepare_process(&plan.process, chan)
 }
 
 /// From the runtime's credentials to the process's, up to the exec: fds, seccomp,
 /// credentials, umask, cwd, no_new_privs. Returns the executable's candidate index.
-pub(crate) fn prepare_process(plan: &ProcessPlan) -> R<usize> {
+pub(crate) fn prepare_process(plan: &ProcessPlan, chan: &Channel) -> R<usize> {
     // Before any seccomp filter: close_range may not be on a profile's allowlist.
     fds(plan)?;
     if !plan.no_new_privs {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we
         // still have every capability.
-        seccomp(plan)?;
+        seccomp(plan, chan)?;
     }
     credentials(plan)?;
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(plan.umask));
     // No magic links: "/proc/self/fd/N" must not turn an fd of ours, still open until
     // exec, into a working directory outside the container (CVE-2024-21626 class).
-    let cwd = rustix::fs::openat2(
+    match rustix::fs::openat2(
         CWD,
         plan.cwd.as_c_str(),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
         rustix::fs::ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(fail(Step::Chdir, 0))?;
-    rustix::process::fchdir(&cwd).map_err(fail(Step::Chdir, 0))?;
-    drop(cwd);
+    ) {
+        Ok(cwd) => rustix::process::fchdir(&cwd).map_err(fail(Step::Chdir, 0))?,
+        // openat2 filtered by a seccomp profile from before it existed (installed
+        // already when noNewPrivileges is false), or too old a kernel: chdir, then
+        // make sure the result is inside our root, as runc does.
+        Err(Errno::PERM) | Err(Errno::NOSYS) => {
+            rustix::process::chdir(plan.cwd.as_c_str()).map_err(fail(Step::Chdir, 0))?;
+            if !berth_sys::fd::cwd_inside_root().map_err(fail(Step::Chdir, 0))? {
+                return Err(Failure::new(Step::Chdir, 0, Errno::NOENT)
+                    .with_detail(b"the working directory is outside the container's root"));
+            }
+        }
+        Err(e) => return Err(Failure::new(Step::Chdir, 0, e)),
+    }
     if plan.no_new_privs {
         rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs, 0))?;
     }
     let exe = find_executable(plan)?;
     if plan.no_new_privs {
-        seccomp(plan)?;
+        seccomp(plan, chan)?;
     }
     Ok(exe)
 }
 
-fn seccomp(plan: &ProcessPlan) -> R<()> {
+fn seccomp(plan: &ProcessPlan, chan: &Channel) -> R<()> {
     if let Some(p) = &plan.seccomp {
-        berth_sys::process::seccomp_set_filter(&p.bpf, p.flags).map_err(fail(Step::Seccomp, 0))?;
+        let notify = berth_sys::process::seccomp_set_filter(&p.bpf, p.flags)
+            .map_err(fail(Step::Seccomp, 0))?;
+        if let Some(fd) = notify {
+            // The parent hands it to linux.seccomp.listenerPath.
+            chan.send(&Msg::SeccompFd(fd))
+                .map_err(fail(Step::Seccomp, 1))?;
+        }
     }
     Ok(())
 }

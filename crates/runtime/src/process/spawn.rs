@@ -38,6 +38,8 @@ pub enum SpawnError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Join(#[from] super::join::JoinError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("exec failed: {0}")]
     Exec(String),
     #[error("container init failed: {0}")]
@@ -76,14 +78,22 @@ pub struct Spawned {
     pub channel: Channel,
 }
 
-/// What the parent runs while the init is paused for the create hooks.
-pub type OnPause<'a> = &'a mut dyn FnMut(Pid) -> Result<(), crate::hooks::HookError>;
+/// What the init asks of the parent during the handshake.
+pub enum Event {
+    /// Paused before pivot_root: run the create hooks.
+    Pause,
+    /// The seccomp notify fd, for linux.seccomp.listenerPath.
+    SeccompFd(std::os::fd::OwnedFd),
+}
+
+/// The parent's handler for [`Event`]s.
+pub type OnEvent<'a> = &'a mut dyn FnMut(Pid, Event) -> Result<(), SpawnError>;
 
 /// Clones the init and takes it through the handshake up to `Ready`.
 pub fn spawn(
     plan: &InitPlan,
     setup: &ParentSetup,
-    on_pause: OnPause,
+    on_event: OnEvent,
 ) -> Result<Spawned, SpawnError> {
     let (parent, child) = channel::pair(3 + plan.process.preserve_fds as i32)
         .map_err(|e| SpawnError::Channel(io(e)))?;
@@ -115,7 +125,7 @@ pub fn spawn(
         Forked::Parent(pid) => pid,
     };
     drop(child);
-    match handshake(plan, setup, pid, &parent, on_pause) {
+    match handshake(plan, setup, pid, &parent, on_event) {
         Ok(()) => Ok(Spawned {
             pid,
             channel: parent,
@@ -133,7 +143,7 @@ fn handshake(
     setup: &ParentSetup,
     pid: Pid,
     chan: &Channel,
-    on_pause: OnPause,
+    on_event: OnEvent,
 ) -> Result<(), SpawnError> {
     setup.cgroup.add_pid(pid.as_raw_nonzero().get())?;
     if let Some(map) = &setup.uid_map {
@@ -158,17 +168,21 @@ fn handshake(
     }
     chan.send(&Msg::Go)
         .map_err(|e| SpawnError::Channel(io(e)))?;
-    let mut msg = chan.recv();
-    if plan.pause_for_hooks && matches!(msg, Ok(Some(Msg::Pause))) {
-        on_pause(pid)?;
-        chan.send(&Msg::Go)
-            .map_err(|e| SpawnError::Channel(io(e)))?;
-        msg = chan.recv();
-    }
+    let msg = loop {
+        match chan.recv() {
+            Ok(Some(Msg::Pause)) if plan.pause_for_hooks => {
+                on_event(pid, Event::Pause)?;
+                chan.send(&Msg::Go)
+                    .map_err(|e| SpawnError::Channel(io(e)))?;
+            }
+            Ok(Some(Msg::SeccompFd(fd))) => on_event(pid, Event::SeccompFd(fd))?,
+            other => break other,
+        }
+    };
     match msg {
         Ok(Some(Msg::Ready)) => Ok(()),
         Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
-        Ok(Some(Msg::Go | Msg::Pause)) | Err(_) => Err(SpawnError::Init(
+        Ok(Some(Msg::Go | Msg::Pause | Msg::SeccompFd(_))) | Err(_) => Err(SpawnError::Init(
             "protocol error on the init channel".into(),
         )),
         Ok(None) => {
