@@ -312,3 +312,29 @@ fn tty_exec_gets_a_pty_from_the_containers_devpts() {
     assert!(text.contains("is-a-tty"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
 }
+
+#[test]
+fn exec_cpu_affinity_final_applies() {
+    require_root!();
+    let rt = Runtime::berth();
+    let (b, id) = running(&rt, "exaff", |_| {});
+    let process = b.dir.join("aff.json");
+    std::fs::write(
+        &process,
+        serde_json::json!({
+            "args": ["grep", "Cpus_allowed_list", "/proc/self/status"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "execCPUAffinity": {"initial": "0", "final": "1"}
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let o = exec(
+        &rt,
+        &id,
+        &["--process", process.to_str().expect("utf8"), &id],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.trim_end().ends_with("\t1"), "{}", o.stdout);
+}

@@ -431,3 +431,51 @@ fn seccomp_notify_hands_the_fd_to_the_listener() {
     assert_eq!(st["state"]["id"], id.as_str());
     assert!(st["pid"].as_i64().is_some_and(|p| p > 0), "{st}");
 }
+
+#[test]
+fn personality_io_priority_and_scheduler_apply() {
+    require_root!();
+    let o = run_sh(
+        "busybox uname -m; busybox ionice -p $$; set -- $(cat /proc/$$/stat); echo nice=${19} policy=${41}",
+        |c| {
+            c["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+            c["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+            c["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "nice": 5});
+        },
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "i686\nbest-effort: prio 6\nnice=5 policy=3\n");
+}
+
+#[test]
+fn lsm_labels_behave_as_runc_without_the_lsm_and_intel_rdt_is_refused() {
+    require_root!();
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        || std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.starts_with('Y'))
+    {
+        eprintln!("SKIP: this host has SELinux or AppArmor enabled");
+        return;
+    }
+    // No AppArmor: the profile is ignored, as runc does.
+    let o = run_sh("echo ran", |c| {
+        c["process"]["apparmorProfile"] = "berth-test".into()
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "ran\n");
+    // No SELinux: a label is refused, as runc does, rather than run unlabelled.
+    let o = run_sh("echo ran", |c| {
+        c["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into()
+    });
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("process.selinuxLabel") && o.stderr.contains("SELinux"),
+        "{}",
+        o.stderr
+    );
+    let o = run_sh("echo ran", |c| {
+        c["linux"]["intelRdt"] = serde_json::json!({"closID": "x", "l3CacheSchema": "L3:0=f"})
+    });
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("linux.intelRdt"), "{}", o.stderr);
+}

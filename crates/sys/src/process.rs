@@ -132,3 +132,67 @@ pub fn set_not_dumpable() -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// personality(2): the execution domain (linux.personality).
+pub fn set_personality(persona: u64) -> Result<(), Errno> {
+    // SAFETY: personality takes one integer.
+    let ret = unsafe { libc::personality(persona as libc::c_ulong) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, value) for the calling process.
+pub fn set_io_priority(value: i32) -> Result<(), Errno> {
+    const IOPRIO_WHO_PROCESS: i32 = 1;
+    // SAFETY: integers only.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// The kernel's struct sched_attr (sched_setattr(2)), first version plus util clamps.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// sched_setattr(0, attr, 0) for the calling thread.
+pub fn set_scheduler(attr: &SchedAttr) -> Result<(), Errno> {
+    let mut a = *attr;
+    a.size = std::mem::size_of::<SchedAttr>() as u32;
+    // SAFETY: `a` is a properly sized, initialised sched_attr on our stack.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// sched_setaffinity for `pid` (0: the caller) from a CPU bit mask.
+pub fn set_affinity(pid: i32, mask: &[u64; 16]) -> Result<(), Errno> {
+    // SAFETY: the mask is a 1024-bit array on the caller's stack, passed with its size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            pid,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}

@@ -92,6 +92,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
 
     let joined = Joined::open(st.pid, true).map_err(SpawnError::from)?;
     let mut plan = ProcessPlan::build(&opts.process, opts.preserve_fds, joined.joins_user())?;
+    plan.attrs = crate::process::attrs::ProcessAttrs::build(&opts.process, None, true)?;
     if let Some(s) = &st.seccomp {
         plan.seccomp = Some(crate::seccomp::compile(s)?);
     }
@@ -124,6 +125,14 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     drop(console);
     let guard = KillOnDrop(Some(pid));
 
+    if let Some(m) = &plan.attrs.affinity_initial {
+        berth_sys::process::set_affinity(pid.as_raw_nonzero().get(), m).map_err(|e| {
+            SpawnError::Exec(format!(
+                "process.execCPUAffinity.initial: {}",
+                std::io::Error::from_raw_os_error(e.raw_os_error())
+            ))
+        })?;
+    }
     if let Some(cg) = &st.cgroup {
         cg.add_pid(pid.as_raw_nonzero().get())
             .map_err(SpawnError::from)?;

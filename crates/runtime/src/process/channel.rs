@@ -59,10 +59,15 @@ pub enum Step {
     ExecFifo,
     Exec,
     Seccomp,
+    Personality,
+    IoPriority,
+    Scheduler,
+    Lsm,
+    CpuAffinity,
 }
 
 impl Step {
-    const ALL: [Step; 39] = [
+    const ALL: [Step; 44] = [
         Step::WaitParent,
         Step::JoinNamespace,
         Step::UnshareCgroupNs,
@@ -102,6 +107,11 @@ impl Step {
         Step::ExecFifo,
         Step::Exec,
         Step::Seccomp,
+        Step::Personality,
+        Step::IoPriority,
+        Step::Scheduler,
+        Step::Lsm,
+        Step::CpuAffinity,
     ];
 
     fn from_u32(v: u32) -> Option<Step> {

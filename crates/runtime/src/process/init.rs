@@ -126,6 +126,9 @@ fn setup(plan: &InitPlan, chan: &Channel) -> R<usize> {
 /// From the runtime's credentials to the process's, up to the exec: fds, seccomp,
 /// credentials, umask, cwd, no_new_privs. Returns the executable's candidate index.
 pub(crate) fn prepare_process(plan: &ProcessPlan, chan: &Channel) -> R<usize> {
+    // While every capability is still there (a real-time scheduler or I/O class needs
+    // CAP_SYS_NICE / CAP_SYS_ADMIN) and before a filter could refuse the syscalls.
+    attrs(&plan.attrs)?;
     // Before any seccomp filter: close_range may not be on a profile's allowlist.
     fds(plan)?;
     if !plan.no_new_privs {
@@ -165,6 +168,31 @@ pub(crate) fn prepare_process(plan: &ProcessPlan, chan: &Channel) -> R<usize> {
         seccomp(plan, chan)?;
     }
     Ok(exe)
+}
+
+fn attrs(a: &super::attrs::ProcessAttrs) -> R<()> {
+    if let Some(p) = a.personality {
+        berth_sys::process::set_personality(p).map_err(fail(Step::Personality, 0))?;
+    }
+    if let Some(v) = a.io_priority {
+        berth_sys::process::set_io_priority(v).map_err(fail(Step::IoPriority, 0))?;
+    }
+    if let Some(s) = &a.scheduler {
+        berth_sys::process::set_scheduler(s).map_err(fail(Step::Scheduler, 0))?;
+    }
+    if let Some(m) = &a.affinity_final {
+        berth_sys::process::set_affinity(0, m).map_err(fail(Step::CpuAffinity, 0))?;
+    }
+    if let Some((file, value)) = &a.lsm {
+        let f = rustix::fs::open(
+            file.as_c_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail(Step::Lsm, 0))?;
+        rustix::io::write(&f, value).map_err(fail(Step::Lsm, 0))?;
+    }
+    Ok(())
 }
 
 fn seccomp(plan: &ProcessPlan, chan: &Channel) -> R<()> {

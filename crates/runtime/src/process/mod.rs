@@ -3,6 +3,7 @@
 //! process) and runs the numbered handshake of [`channel`]; [`init`] is the child side,
 //! which runs only async-signal-safe code on the plan's pre-built data until exec.
 
+pub mod attrs;
 pub mod channel;
 pub(crate) mod init;
 pub mod join;

@@ -169,6 +169,7 @@ pub struct ProcessPlan {
     /// The process is in a user namespace whose gid map the runtime wrote, where
     /// setgroups is only needed (and only allowed) for explicit additionalGids.
     pub in_new_userns: bool,
+    pub attrs: super::attrs::ProcessAttrs,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -248,6 +249,7 @@ impl ProcessPlan {
             preserve_fds,
             seccomp: None,
             in_new_userns,
+            attrs: Default::default(),
         })
     }
 
@@ -281,6 +283,11 @@ impl ProcessPlan {
             Seccomp => "installing the seccomp filter (linux.seccomp)".into(),
             Exec => format!("exec {:?}", self.program()),
             JoinNamespace => "joining the container's namespaces".into(),
+            Personality => "setting linux.personality".into(),
+            IoPriority => "setting process.ioPriority".into(),
+            Scheduler => "setting process.scheduler (sched_setattr)".into(),
+            Lsm => "setting the LSM label for exec (process.apparmorProfile / selinuxLabel)".into(),
+            CpuAffinity => "setting process.execCPUAffinity.final".into(),
             Console => "opening a pty in the container's devpts".into(),
             ConsoleSend => "sending the pty master to --console-socket".into(),
             s => format!("{s:?}"),
@@ -336,7 +343,12 @@ impl InitPlan {
             .as_ref()
             .filter(|h| !h.is_empty())
             .map(|h| h.as_bytes().to_vec());
-        let process = ProcessPlan::build(process, preserve_fds, ns.new_user)?;
+        let mut process = ProcessPlan::build(process, preserve_fds, ns.new_user)?;
+        process.attrs = super::attrs::ProcessAttrs::build(
+            spec.process().as_ref().expect("checked above"),
+            linux.personality().as_ref(),
+            false,
+        )?;
         Ok(InitPlan {
             ns,
             hostname,

@@ -196,6 +196,27 @@ fn linux(spec: &Spec) -> Result<(), SpecError> {
             "config-linux.md",
         ));
     };
+    if linux.intel_rdt().is_some() {
+        let problem = if std::path::Path::new("/sys/fs/resctrl/schemata").exists() {
+            "Intel RDT (resctrl) is not implemented by this berth-oci build"
+        } else {
+            "this host has no resctrl filesystem mounted at /sys/fs/resctrl (no Intel RDT / AMD QoS), so the limits cannot be applied"
+        };
+        return Err(SpecError::invalid(
+            "linux.intelRdt",
+            problem,
+            "config-linux.md#intelrdt",
+        ));
+    }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+        && crate::process::attrs::selinux_enabled()
+    {
+        return Err(SpecError::invalid(
+            "linux.mountLabel",
+            "SELinux mount labels are not implemented by this berth-oci build",
+            "config-linux.md#mount-label",
+        ));
+    }
     let mut seen = HashSet::new();
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     for (i, ns) in namespaces.iter().enumerate() {
