@@ -35,7 +35,7 @@ fn console_socket_receives_a_working_pty() {
             .output()
             .expect("create")
     });
-    let (stream, _) = listener.accept().expect("accept");
+    let stream = accept_within(&listener, 30);
     let master = receive_fd(&stream);
     let out = creator.join().expect("join");
     assert!(

@@ -289,7 +289,7 @@ fn tty_exec_gets_a_pty_from_the_containers_devpts() {
         "test -t 0 && echo is-a-tty; readlink /proc/self/fd/0",
     ]);
     let child = std::thread::spawn(move || cmd.output().expect("exec"));
-    let (stream, _) = listener.accept().expect("accept");
+    let stream = accept_within(&listener, 30);
     let master = receive_fd(&stream);
     let out = child.join().expect("join");
     assert!(

@@ -258,9 +258,7 @@ fn spec_and_features() {
     })
     .expect("edit");
     let accept = std::thread::spawn(move || {
-        let (stream, _) = listener
-            .accept()
-            .expect("the notify fd comes to the listener");
+        let stream = accept_within(&listener, 30);
         receive_fd_and_data(&stream)
     });
     let o = rt.run_bundle(&b, &unique_id("feat"));

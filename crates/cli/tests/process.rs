@@ -404,7 +404,7 @@ fn seccomp_notify_hands_the_fd_to_the_listener() {
     })
     .expect("edit");
     let got = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
+        let stream = accept_within(&listener, 30);
         let (fd, data) = receive_fd_and_data(&stream);
         let link = std::fs::read_link(format!(
             "/proc/self/fd/{}",

@@ -265,3 +265,29 @@ pub fn receive_fd_and_data(
     buf.extend_from_slice(&rest);
     (fd, buf)
 }
+
+/// accept() that gives up after `secs`: a runtime that fails before connecting must
+/// fail the test, not hang it.
+pub fn accept_within(
+    listener: &std::os::unix::net::UnixListener,
+    secs: u64,
+) -> std::os::unix::net::UnixStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).expect("blocking");
+                return s;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "nothing connected to the socket within {secs} s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
