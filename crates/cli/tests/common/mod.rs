@@ -235,15 +235,13 @@ pub fn unique_cgroup(b: &mut Bundle, id: &str) -> String {
     path
 }
 
-/// Receives one fd sent with SCM_RIGHTS (the pty master on a --console-socket).
+/// Receives one fd sent with SCM_RIGHTS (the pty master on a --console-socket), and
+/// the bytes of that one message. The peer may keep the connection open.
 pub fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    receive_fd_and_data(stream).0
+    receive_one(stream).0
 }
 
-/// Receives one fd sent with SCM_RIGHTS and every byte sent until the peer closes.
-pub fn receive_fd_and_data(
-    stream: &std::os::unix::net::UnixStream,
-) -> (std::os::fd::OwnedFd, Vec<u8>) {
+fn receive_one(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, Vec<u8>) {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut cmsg = RecvAncillaryBuffer::new(&mut space);
@@ -260,6 +258,15 @@ pub fn receive_fd_and_data(
     }
     let fd = fd.expect("no fd received with SCM_RIGHTS");
     buf.truncate(n);
+    (fd, buf)
+}
+
+/// Receives one fd sent with SCM_RIGHTS and every byte sent until the peer closes (a
+/// seccomp listener's message).
+pub fn receive_fd_and_data(
+    stream: &std::os::unix::net::UnixStream,
+) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    let (fd, mut buf) = receive_one(stream);
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut &*stream, &mut rest);
     buf.extend_from_slice(&rest);
