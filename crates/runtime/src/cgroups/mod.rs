@@ -116,6 +116,15 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// No cgroup at all (rootless without delegation): every operation is a no-op.
+    pub fn none(path: &str) -> Cgroup {
+        Cgroup {
+            mode: hierarchy::Mode::detect(),
+            path: path.to_string(),
+            dirs: Vec::new(),
+        }
+    }
+
     /// The directory that carries `controller`, and whether it is v2.
     pub fn dir_for(&self, controller: &str) -> Option<&Dir> {
         self.dirs

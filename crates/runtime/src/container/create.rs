@@ -228,10 +228,40 @@ fn create_cgroup(spec: &Spec, id: &str) -> Result<Cgroup, Error> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("/berth-oci/{id}"));
-    Ok(Cgroup::create(
-        &path,
-        linux.and_then(|l| l.resources().as_ref()),
-    )?)
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    match Cgroup::create(&path, resources) {
+        Ok(cg) => Ok(cg),
+        // Rootless without a delegated cgroup: like runc, run without one when the
+        // config asks for no limits; otherwise say what is missing.
+        Err(crate::cgroups::CgroupError::Create { dir, source })
+            if source.kind() == std::io::ErrorKind::PermissionDenied
+                && !rustix::process::geteuid().is_root() =>
+        {
+            if resources.is_some_and(has_limits) {
+                return Err(Error::Usage(format!(
+                    "linux.resources: running as uid {} without write access to {} (cgroups are not delegated to this user); drop linux.resources, or delegate the cgroup (e.g. systemd's Delegate=yes) or run as root",
+                    rustix::process::geteuid().as_raw(),
+                    dir.display()
+                )));
+            }
+            tracing::debug!("rootless: no cgroup ({} is not writable)", dir.display());
+            Ok(Cgroup::none(&path))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether resources ask for any limit (an empty `resources` object, or only the
+/// default device rules, limits nothing a missing cgroup could fail to apply).
+fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+        || r.rdma().as_ref().is_some_and(|u| !u.is_empty())
 }
 
 fn cgroup_mount(cg: &Cgroup, cgroupns: bool) -> CgroupMount {

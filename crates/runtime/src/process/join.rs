@@ -21,6 +21,8 @@ pub enum JoinError {
     },
     #[error("entering the container's pid namespace: {0}")]
     PidNamespace(std::io::Error),
+    #[error("entering the container's pid namespace needs CAP_SYS_ADMIN, which an unprivileged (rootless) berth-oci does not have: exec into rootless containers is not supported yet")]
+    RootlessPidNamespace,
 }
 
 /// setns order: the user namespace first, so the others (owned by it) can be joined
@@ -138,8 +140,13 @@ impl Joined {
     /// and restores it afterwards. `clone` must not return in the child: the restoring
     /// setns fails there (its pid namespace is now a descendant of the target).
     pub fn around_clone<T>(&self, clone: impl FnOnce() -> T) -> Result<T, JoinError> {
-        let err =
-            |e: Errno| JoinError::PidNamespace(std::io::Error::from_raw_os_error(e.raw_os_error()));
+        let err = |e: Errno| {
+            if e == Errno::PERM && !rustix::process::geteuid().is_root() {
+                JoinError::RootlessPidNamespace
+            } else {
+                JoinError::PidNamespace(std::io::Error::from_raw_os_error(e.raw_os_error()))
+            }
+        };
         let Some((theirs, ours)) = &self.pid else {
             return Ok(clone());
         };

@@ -154,6 +154,16 @@ fn handshake(
             source,
         })?;
     }
+    if setup.gid_map.is_some() && !rustix::process::geteuid().is_root() {
+        // An unprivileged writer may map its own gid only once setgroups is denied
+        // (user_namespaces(7)).
+        let file = format!("/proc/{}/setgroups", pid.as_raw_nonzero());
+        std::fs::write(&file, "deny").map_err(|source| SpawnError::IdMap {
+            field: "linux.gidMappings",
+            file,
+            source,
+        })?;
+    }
     if let Some(map) = &setup.gid_map {
         let file = format!("/proc/{}/gid_map", pid.as_raw_nonzero());
         std::fs::write(&file, map).map_err(|source| SpawnError::IdMap {
