@@ -36,6 +36,8 @@ import json, sys
 p = sys.argv[1]
 c = json.load(open(p))
 c["process"]["terminal"] = False
+# Debian's crun knows runtime-spec versions up to 1.1 only.
+c["ociVersion"] = "1.0.2"
 c["process"]["args"] = ["sleep", "100000"]
 json.dump(c, open(p, "w"))
 EOF
