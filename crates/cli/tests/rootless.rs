@@ -130,11 +130,25 @@ fn rootless_spec_run_exec_and_delete_as_an_unprivileged_user() {
     );
     let o = as_nobody(&["--root", root, "state", "rl2"]);
     assert!(o.stdout.contains("\"running\""), "{}", o.stdout);
-    // Not there yet: joining the pid namespace from an unprivileged parent needs a
-    // second fork. Until then the error says so, rather than a bare EPERM.
-    let o = as_nobody(&["--root", root, "exec", "rl2", "true"]);
-    assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("rootless"), "{}", o.stderr);
+    // exec: an unprivileged parent cannot enter the pid namespace itself; an
+    // intermediate process joins the user namespace first and forks into it.
+    let o = as_nobody(&[
+        "--root",
+        root,
+        "exec",
+        "rl2",
+        "sh",
+        "-c",
+        "id -u; [ \"$(readlink /proc/self/ns/pid)\" = \"$(readlink /proc/1/ns/pid)\" ] && echo same-pidns; cat /proc/1/cmdline",
+    ]);
+    assert_eq!(o.code, 0, "rootless exec: {}", o.stderr);
+    assert_eq!(
+        o.stdout, "0\nsame-pidns\nsleep\u{0}1000\u{0}",
+        "{:?}",
+        o.stdout
+    );
+    let o = as_nobody(&["--root", root, "exec", "rl2", "sh", "-c", "exit 5"]);
+    assert_eq!(o.code, 5, "{}", o.stderr);
     let o = as_nobody(&["--root", root, "delete", "--force", "rl2"]);
     assert_eq!(o.code, 0, "rootless delete: {}", o.stderr);
 

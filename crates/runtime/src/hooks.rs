@@ -260,7 +260,7 @@ fn child(
         berth_sys::process::exit_immediately(127)
     };
     if let Some(j) = joined {
-        if let Err((name, e)) = j.enter() {
+        if let Err((name, e)) = j.enter(false) {
             let i = ["user", "ipc", "uts", "net", "cgroup", "mnt", "time", "root"]
                 .iter()
                 .position(|n| *n == name)

@@ -107,20 +107,25 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
         .map_err(|e| SpawnError::Channel(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
     let signals = (!opts.detach).then(|| block_signals(floor)).transpose()?;
 
-    // The child never returns from the closure (see Joined::around_clone); the
-    // parent gets its end of the channel back.
-    let forked = joined
-        .around_clone(|| match clone_process(0) {
-            Ok(Forked::Child) => {
-                drop(parent);
-                run_child(&plan, &joined, &child, console.as_ref(), &ptmx)
-            }
-            Ok(Forked::Parent(pid)) => Ok((pid, parent)),
-            Err(e) => Err(e),
-        })
-        .map_err(SpawnError::from)?;
-    let (pid, parent) = forked
-        .map_err(|e| SpawnError::Clone(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let (pid, parent) = if joined.parent_can_join_pid() {
+        // The child never returns from the closure (see Joined::around_clone); the
+        // parent gets its end of the channel back.
+        let forked = joined
+            .around_clone(|| match clone_process(0) {
+                Ok(Forked::Child) => {
+                    drop(parent);
+                    run_child(&plan, &joined, &child, console.as_ref(), &ptmx, false)
+                }
+                Ok(Forked::Parent(pid)) => Ok((pid, parent)),
+                Err(e) => Err(e),
+            })
+            .map_err(SpawnError::from)?;
+        forked
+            .map_err(|e| SpawnError::Clone(std::io::Error::from_raw_os_error(e.raw_os_error())))?
+    } else {
+        let pid = rootless_fork(&plan, &joined, &parent, &child, console.as_ref(), &ptmx)?;
+        (pid, parent)
+    };
     drop(child);
     drop(console);
     let guard = KillOnDrop(Some(pid));
@@ -182,6 +187,56 @@ fn describe(plan: &ProcessPlan, joined: &Joined, f: &Failure) -> String {
     plan.describe(f)
 }
 
+/// Rootless: an intermediate joins the user namespace and sets pid_for_children,
+/// forks the process, reports its pid and exits; as child subreaper we inherit the
+/// process, so it can be waited for as if we had forked it ourselves.
+fn rootless_fork(
+    plan: &ProcessPlan,
+    joined: &Joined,
+    parent: &Channel,
+    child: &Channel,
+    console: Option<&OwnedFd>,
+    ptmx: &RootPath,
+) -> Result<Pid, Error> {
+    let io = |e: berth_sys::Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| SpawnError::Clone(io(e)))?;
+    let middle = match clone_process(0).map_err(|e| SpawnError::Clone(io(e)))? {
+        Forked::Child => {
+            if let Err((name, e)) = joined.enter_user_and_pid_for_children() {
+                let _ = child.send(&Msg::Failed(Failure::new(
+                    Step::JoinNamespace,
+                    joined.index_of(name) as u32,
+                    e,
+                )));
+                berth_sys::process::exit_immediately(1)
+            }
+            match clone_process(0) {
+                Ok(Forked::Child) => run_child(plan, joined, child, console, ptmx, true),
+                Ok(Forked::Parent(pid)) => {
+                    let _ = child.send(&Msg::Pid(pid.as_raw_nonzero().get()));
+                    berth_sys::process::exit_immediately(0)
+                }
+                Err(e) => {
+                    let _ = child.send(&Msg::Failed(Failure::new(Step::JoinNamespace, 0, e)));
+                    berth_sys::process::exit_immediately(1)
+                }
+            }
+        }
+        Forked::Parent(pid) => pid,
+    };
+    let msg = parent.recv();
+    let _ = rustix::process::waitpid(Some(middle), WaitOptions::empty());
+    match msg {
+        Ok(Some(Msg::Pid(p))) => Ok(Pid::from_raw(p)
+            .ok_or_else(|| SpawnError::Exec("bad pid from the intermediate process".into()))?),
+        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Exec(describe(plan, joined, &f)).into()),
+        _ => {
+            Err(SpawnError::Exec("the intermediate process of a rootless exec died".into()).into())
+        }
+    }
+}
+
 /// The exec'd process's side. Async-signal-safe only.
 fn run_child(
     plan: &ProcessPlan,
@@ -189,6 +244,7 @@ fn run_child(
     chan: &Channel,
     console: Option<&OwnedFd>,
     ptmx: &RootPath,
+    user_joined: bool,
 ) -> ! {
     let report = |f: Failure| -> ! {
         let _ = chan.send(&Msg::Failed(f));
@@ -198,7 +254,7 @@ fn run_child(
         Ok(Some(Msg::Go)) => {}
         _ => berth_sys::process::exit_immediately(1),
     }
-    if let Err((name, e)) = joined.enter() {
+    if let Err((name, e)) = joined.enter(user_joined) {
         report(Failure::new(
             Step::JoinNamespace,
             joined.index_of(name) as u32,

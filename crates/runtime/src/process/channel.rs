@@ -183,6 +183,8 @@ pub enum Msg {
     Failed(Failure),
     /// child → parent: the seccomp notify fd (SCM_RIGHTS), for the listenerPath.
     SeccompFd(OwnedFd),
+    /// intermediate → parent: the pid of the process it forked (rootless exec).
+    Pid(i32),
 }
 
 const FRAME: usize = 16 + DETAIL_LEN;
@@ -191,6 +193,7 @@ const READY: u32 = 2;
 const FAILED: u32 = 3;
 const PAUSE: u32 = 4;
 const SECCOMP_FD: u32 = 5;
+const PID: u32 = 6;
 
 /// One end of the channel.
 pub struct Channel(OwnedFd);
@@ -216,6 +219,12 @@ impl Channel {
             Msg::Ready => (READY, None),
             Msg::Pause => (PAUSE, None),
             Msg::SeccompFd(fd) => return self.send_fd(fd),
+            Msg::Pid(pid) => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&PID.to_ne_bytes());
+                b[4..].copy_from_slice(&pid.to_ne_bytes());
+                return rustix::net::send(&self.0, &b, SendFlags::NOSIGNAL).map(drop);
+            }
             Msg::Failed(f) => (FAILED, Some(f)),
         };
         frame[0..4].copy_from_slice(&kind.to_ne_bytes());
@@ -277,6 +286,7 @@ impl Channel {
             SECCOMP_FD => passed
                 .map(|fd| Some(Msg::SeccompFd(fd)))
                 .ok_or(Errno::PROTO),
+            PID if n >= 8 => Ok(Some(Msg::Pid(word(4) as i32))),
             FAILED if n >= 16 => {
                 let step = Step::from_u32(word(4)).ok_or(Errno::PROTO)?;
                 let f = Failure::new(step, word(8), Errno::from_raw_os_error(word(12) as i32));

@@ -21,8 +21,6 @@ pub enum JoinError {
     },
     #[error("entering the container's pid namespace: {0}")]
     PidNamespace(std::io::Error),
-    #[error("entering the container's pid namespace needs CAP_SYS_ADMIN, which an unprivileged (rootless) berth-oci does not have: exec into rootless containers is not supported yet")]
-    RootlessPidNamespace,
 }
 
 /// setns order: the user namespace first, so the others (owned by it) can be joined
@@ -140,13 +138,8 @@ impl Joined {
     /// and restores it afterwards. `clone` must not return in the child: the restoring
     /// setns fails there (its pid namespace is now a descendant of the target).
     pub fn around_clone<T>(&self, clone: impl FnOnce() -> T) -> Result<T, JoinError> {
-        let err = |e: Errno| {
-            if e == Errno::PERM && !rustix::process::geteuid().is_root() {
-                JoinError::RootlessPidNamespace
-            } else {
-                JoinError::PidNamespace(std::io::Error::from_raw_os_error(e.raw_os_error()))
-            }
-        };
+        let err =
+            |e: Errno| JoinError::PidNamespace(std::io::Error::from_raw_os_error(e.raw_os_error()));
         let Some((theirs, ours)) = &self.pid else {
             return Ok(clone());
         };
@@ -163,10 +156,40 @@ impl Joined {
         Ok(out)
     }
 
+    /// Whether the parent can switch its own pid_for_children (root can; an
+    /// unprivileged runtime lacks CAP_SYS_ADMIN in its own user namespace).
+    pub fn parent_can_join_pid(&self) -> bool {
+        self.pid.is_none() || rustix::process::geteuid().is_root()
+    }
+
+    /// For an unprivileged runtime: the intermediate process joins the container's
+    /// user namespace (gaining the capabilities it needs there) and then sets its
+    /// pid_for_children, so the process it forks is born in the container's pid
+    /// namespace. Async-signal-safe.
+    pub fn enter_user_and_pid_for_children(&self) -> Result<(), (&'static str, Errno)> {
+        if let Some((_, fd, kind)) = self.ns.iter().find(|(n, _, _)| *n == "user") {
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
+                .map_err(|e| ("user", e))?;
+        }
+        if let Some((theirs, _)) = &self.pid {
+            rustix::thread::move_into_link_name_space(
+                theirs.as_fd(),
+                Some(LinkNameSpaceType::ProcessID),
+            )
+            .map_err(|e| ("pid", e))?;
+        }
+        Ok(())
+    }
+
     /// Child side: setns into each namespace, then chroot into the container's root.
     /// Async-signal-safe. On failure returns the namespace's name and the errno.
-    pub fn enter(&self) -> Result<(), (&'static str, Errno)> {
+    /// `user_joined`: an intermediate already joined the user namespace (joining it
+    /// again would fail with EINVAL).
+    pub fn enter(&self, user_joined: bool) -> Result<(), (&'static str, Errno)> {
         for (name, fd, kind) in &self.ns {
+            if user_joined && *name == "user" {
+                continue;
+            }
             rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
                 .map_err(|e| (*name, e))?;
         }

@@ -192,9 +192,9 @@ fn handshake(
     match msg {
         Ok(Some(Msg::Ready)) => Ok(()),
         Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
-        Ok(Some(Msg::Go | Msg::Pause | Msg::SeccompFd(_))) | Err(_) => Err(SpawnError::Init(
-            "protocol error on the init channel".into(),
-        )),
+        Ok(Some(Msg::Go | Msg::Pause | Msg::SeccompFd(_) | Msg::Pid(_))) | Err(_) => Err(
+            SpawnError::Init("protocol error on the init channel".into()),
+        ),
         Ok(None) => {
             let status = rustix::process::waitpid(Some(pid), WaitOptions::empty())
                 .ok()
