@@ -11,16 +11,18 @@
 #   --rss-runs N      GNU time runs per runtime for peak RSS (env RSS_RUNS, default 20)
 #   --rounds N        split the runs into N interleaved rounds (env ROUNDS, default 5)
 #   --berth-oci PATH  binary to test (env BERTH_OCI); default: build it with
-#                     `cargo build --release -p berth-cli` in this repo
+#                     scripts/build-release.sh (static, non-PIE, bench/hot-text.ld layout)
 #   --keep            keep the temp dir (bundle, hyperfine JSON, RSS samples)
-# Env: WARMUP (default 5), RUNC (default runc), CRUN (default crun).
+# Env: WARMUP (default 5), RUNC (default runc), CRUN (default crun), BERTH_SRC (the source
+#      tree the berth-oci binary was built from, for the git revision in the report;
+#      default this repo).
 # Needs root, hyperfine, jq or python3, GNU time (/usr/bin/time), /bin/busybox (static).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 orig_cmd="bench/run.sh${*:+ $*}"
-for v in ROUNDS RSS_RUNS RUNS WARMUP CRUN RUNC BERTH_OCI; do
+for v in ROUNDS RSS_RUNS RUNS WARMUP CRUN RUNC BERTH_OCI BERTH_SRC; do
     [ -n "${!v:-}" ] && orig_cmd="$v=${!v} $orig_cmd"
 done
 
@@ -38,13 +40,16 @@ while [ $# -gt 0 ]; do
         --rss-runs) rss_runs=$2; shift ;;
         --rounds) rounds=$2; shift ;;
         --berth-oci) berth=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 log() { echo "bench: $*" >&2; }
+# The runtimes run with the caller's environment; a developer's RUST_BACKTRACE=1 would make
+# berth-oci capture a backtrace for every error value it creates. Not what a shim passes.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (rootful containers, cgroups)"
@@ -59,13 +64,18 @@ fi
 
 # --- berth-oci binary ------------------------------------------------------------
 if [ -z "$berth" ]; then
-    log "no BERTH_OCI/--berth-oci: building berth-oci (cargo build --release -p berth-cli)"
-    (cd "$repo" && nice cargo build --release -p berth-cli >&2)
-    berth=${CARGO_TARGET_DIR:-$repo/target}/release/berth-oci
+    log "no BERTH_OCI/--berth-oci: building berth-oci (scripts/build-release.sh)"
+    berth=$("$repo/scripts/build-release.sh") || die "scripts/build-release.sh failed"
 fi
 [ -x "$berth" ] || die "berth-oci binary not executable: $berth"
 berth=$(readlink -f "$berth")
 berth_sha=$(sha256sum "$berth" | cut -c1-12)
+# How it was linked: static or dynamic, PIE or not, text layout (scripts/build-release.sh).
+hdr=$(readelf -hlSW "$berth" 2>/dev/null || true)
+if grep -qE '^[[:space:]]*INTERP' <<<"$hdr"; then berth_link=dynamic; else berth_link=static; fi
+if grep -qE 'Type:[[:space:]]*EXEC' <<<"$hdr"; then berth_link+=" non-PIE"; else berth_link+=" PIE"; fi
+hot_hex=$(sed 's/^ *\[ *[0-9]*\] *//' <<<"$hdr" | awk '$1 == ".text.hot" { print $5; exit }')
+[ -n "$hot_hex" ] && berth_link+=", .text.hot $(( 16#$hot_hex / 1024 )) KiB"
 
 # --- host facts --------------------------------------------------------------------
 cgroup_mode() {
@@ -92,8 +102,10 @@ ver_berth=$("$berth" --version 2>/dev/null | head -1 | sed 's/^berth-oci //' || 
 ver_runc=$("$RUNC" --version | head -1)
 ver_crun=$("$CRUN" --version | head -1)
 ver_hf=$(hyperfine --version | head -1)
-git_rev=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo "?")
-git_dirty=$(cd "$repo" && { git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null && echo clean || echo "uncommitted changes in crates/"; })
+src=${BERTH_SRC:-$repo}
+git_rev=$(cd "$src" && git rev-parse --short HEAD 2>/dev/null || echo "?")
+git_dirty=$(cd "$src" && { git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null && echo clean || echo "uncommitted changes in crates/ or Cargo.*"; })
+[ "$src" = "$repo" ] || git_dirty="$git_dirty, source tree $src"
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -273,7 +285,7 @@ report() {
     echo "- Timing: $ver_hf, $( [ "$need_delete" = 1 ] && echo "through sh -c" || echo "-N (no intermediate shell)" ); $rounds interleaved rounds (order rotated) of --warmup $warmup --runs $per_round per runtime, $(hstat berth-oci n) samples per runtime pooled. CPU = hyperfine's mean user + system time."
     echo "- Peak RSS: GNU time %M (wait4 ru_maxrss: largest RSS of the runtime process and of its reaped children, i.e. the container init before it execs), median of $rss_runs runs."
     echo "- Host: kernel $(uname -r), $(nproc) CPUs ($cpu_model), cgroups $cgmode; loadavg before $load_before, after $load_after."
-    echo "- Versions: berth-oci $ver_berth (git $git_rev, $git_dirty; binary $berth, sha256 $berth_sha…), $ver_runc, $ver_crun."
+    echo "- Versions: berth-oci $ver_berth (git $git_rev, $git_dirty; binary $berth, $berth_link, sha256 $berth_sha…), $ver_runc, $ver_crun."
     local n
     for n in "${notes[@]}"; do echo "- Note: $n."; done
 }
