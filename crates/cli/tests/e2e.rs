@@ -117,3 +117,55 @@ fn cgroup_v2_in_a_vm() {
         assert!(out.contains(want), "missing {want:?} in VM output:\n{out}");
     }
 }
+
+/// pause/resume (cgroup.freeze), update, exec (joining the cgroup and its namespace)
+/// and events on a pure cgroup v2 kernel.
+#[test]
+fn pause_update_exec_events_on_cgroup_v2_in_a_vm() {
+    require_root!();
+    if !vm_available() {
+        eprintln!("SKIP: qemu-system-x86 or a Debian kernel (linux-image-amd64) is missing");
+        return;
+    }
+    let mut b = Bundle::busybox(&["sleep", "1000"]).expect("bundle");
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = "/berth-test/p2".into();
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(serde_json::json!({"type": "cgroup"}));
+    })
+    .expect("edit");
+    let script = "B='berth-oci --root /tmp/s'; CG=/sys/fs/cgroup/berth-test/p2; \
+        $B run -d --bundle /data/bundle p2 </dev/null >/tmp/o 2>&1; echo run=$?; \
+        $B pause p2; echo freeze=$(cat $CG/cgroup.freeze) $($B state p2 | grep -o '\"status\": \"[a-z]*\"'); \
+        $B resume p2; echo freeze=$(cat $CG/cgroup.freeze) $($B state p2 | grep -o '\"status\": \"[a-z]*\"'); \
+        $B update --memory 32m --pids-limit 9 p2; echo limits=$(cat $CG/memory.max)/$(cat $CG/pids.max); \
+        echo exec=$($B exec p2 cat /proc/self/cgroup); \
+        echo procs=$(wc -l < $CG/cgroup.procs); \
+        $B events --stats p2 | grep -o '\"pids\":{\"current\":[0-9]*'; \
+        $B delete --force p2; echo delete=$?; test -e $CG && echo cgroup-left || echo cgroup-gone";
+    let o: Out = Command::new(repo().join("tests/vm/run-v2.sh"))
+        .args(["--timeout", "300", "--add"])
+        .arg(format!("{}:/berth/berth-oci", berth_oci()))
+        .arg("--add")
+        .arg(format!("{}:/data/bundle", b.dir.display()))
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run-v2.sh")
+        .into();
+    assert_eq!(o.code, 0, "VM run failed:\n{}\n{}", o.stdout, o.stderr);
+    let out = o.stdout.replace('\r', "");
+    for want in [
+        "run=0",
+        "freeze=1 \"status\": \"paused\"",
+        "freeze=0 \"status\": \"running\"",
+        "limits=33554432/9",
+        "exec=0::/",
+        "\"pids\":{\"current\":1",
+        "delete=0",
+        "cgroup-gone",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in VM output:\n{out}");
+    }
+}
