@@ -358,6 +358,11 @@ fn no_mount_namespace_inherits_the_runtimes_and_mounts_nothing() {
     .expect("edit");
     let o = rt.create(&b, &id, &[]);
     assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("mounts: ignored"),
+        "the skipped mounts are warned about: {}",
+        o.stderr
+    );
     let pid = rt.state(&id)["pid"].as_i64().expect("pid");
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("init's mnt ns"),
@@ -377,7 +382,10 @@ fn no_mount_namespace_inherits_the_runtimes_and_mounts_nothing() {
     );
     assert_eq!(rt.run(&["start", &id]).code, 0);
     rt.wait_status(&id, "stopped");
-    assert_eq!(container_output(&b, &id).trim(), "0");
+    assert_eq!(
+        container_output(&b, &id).lines().last().unwrap_or_default(),
+        "0"
+    );
     assert_eq!(rt.run(&["delete", &id]).code, 0);
     assert_no_leftovers(&rt, &id, &cg, &b.dir, "");
 }

@@ -254,3 +254,35 @@ fn rootfs_propagation_values_all_start() {
         assert_eq!(o.code, 0, "rootfsPropagation {p}: {}", o.stderr);
     }
 }
+
+/// Clearing an atime mode leaves the kernel's default, relatime (as mount(8) does), and
+/// the recursive forms apply it too.
+#[test]
+fn atime_options_follow_mount8() {
+    require_root!();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "for m in /a /b /c /d; do grep \" $m \" /proc/self/mountinfo | cut -d' ' -f6; done",
+    ])
+    .expect("bundle");
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().expect("mounts");
+        for (dest, opt) in [("/a", "norelatime"), ("/b", "strictatime"), ("/c", "rnorelatime"), ("/d", "noatime")] {
+            mounts.push(serde_json::json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}));
+        }
+    })
+    .expect("edit");
+    let o = run_in(&b);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", o.stdout);
+    assert!(lines[0].contains("relatime"), "norelatime: {}", lines[0]);
+    assert!(
+        !lines[1].contains("relatime") && !lines[1].contains("noatime"),
+        "strictatime: {}",
+        lines[1]
+    );
+    assert!(lines[2].contains("relatime"), "rnorelatime: {}", lines[2]);
+    assert!(lines[3].contains("noatime"), "noatime: {}", lines[3]);
+}

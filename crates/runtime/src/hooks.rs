@@ -123,11 +123,25 @@ pub fn run(
     Ok(())
 }
 
-/// Runs the hooks of `kind`, logging failures as warnings: for poststart and poststop,
-/// whose failures the spec says must not change the lifecycle.
-pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &StateDocument, pid: i32) {
-    if let Err(e) = run(kind, hooks, state, pid) {
-        tracing::warn!("{e}");
+/// Runs every hook of `kind`, logging failures as warnings and going on with the
+/// next: for poststart and poststop, where "the remaining hooks and lifecycle continue
+/// as if the hook had succeeded".
+pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &StateDocument, _pid: i32) {
+    let list = hooks.map(|h| kind.of(h)).unwrap_or(&[]);
+    if list.is_empty() {
+        return;
+    }
+    let input = serde_json::to_vec(state).expect("a state document always serializes");
+    for (index, hook) in list.iter().enumerate() {
+        if let Err(problem) = run_one(hook, &input, None) {
+            let e = HookError::Failed {
+                field: kind.field(),
+                index,
+                path: hook.path().display().to_string(),
+                problem,
+            };
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -492,6 +506,20 @@ mod tests {
         assert!(e.contains("hooks.prestart[1] (/bin/sh)"), "{e}");
         assert!(e.contains("exit status 3"), "{e}");
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn poststop_failures_warn_and_the_rest_still_run() {
+        let dir = std::env::temp_dir().join(format!("berth-hook-warn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test setup");
+        let out = dir.join("ran");
+        let h = hooks(&format!(
+            r#"{{"poststop":[{{"path":"/bin/false"}},{{"path":"/bin/sh","args":["sh","-c","touch {}"]}}]}}"#,
+            out.display()
+        ));
+        run_warn(Kind::Poststop, Some(&h), &state(), 0);
+        assert!(out.exists(), "the hook after a failing one must still run");
+        std::fs::remove_dir_all(&dir).expect("test setup");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     let spec = crate::spec::load(&bundle)?;
     crate::spec::validate(&spec, &bundle)?;
     let ns = Namespaces::from_spec(&spec)?;
+    if !ns.mount && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        tracing::warn!("mounts: ignored: without a mount namespace of its own the container shares the runtime's, and berth-oci does not mount into the host's");
+    }
     if ns
         .parent_join
         .iter()

@@ -52,7 +52,10 @@ pub fn classify(o: &str) -> Opt {
         "noatime" => attr(MOUNT_ATTR_NOATIME, ATIME),
         "relatime" => attr(MOUNT_ATTR_RELATIME, ATIME),
         "strictatime" => attr(MOUNT_ATTR_STRICTATIME, ATIME),
-        "norelatime" | "atime" => attr(MOUNT_ATTR_STRICTATIME, ATIME),
+        // Clearing relatime/strictatime (or asking for plain "atime") leaves the
+        // kernel's default atime mode, which is relatime (mount(8), mount(2) since
+        // 2.6.30): not strictatime.
+        "norelatime" | "atime" | "nostrictatime" => attr(MOUNT_ATTR_RELATIME, ATIME),
         "nodiratime" => attr(MOUNT_ATTR_NODIRATIME, 0),
         "diratime" => attr(0, MOUNT_ATTR_NODIRATIME),
         "nosymfollow" => attr(MOUNT_ATTR_NOSYMFOLLOW, 0),
