@@ -453,6 +453,15 @@ fn personality_io_priority_and_scheduler_apply() {
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.stdout, "i686\nbest-effort: prio 6\nnice=5 policy=3\n");
+    // exec'd processes share the container's execution domain.
+    let rt = Runtime::berth();
+    let id = unique_id("pers");
+    let mut b = Bundle::busybox(&["sleep", "1000"]).expect("bundle");
+    b.edit(|c| c["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"}))
+        .expect("edit");
+    assert_eq!(rt.run_detached(&b, &id).code, 0);
+    let o = rt.run(&["exec", &id, "busybox", "uname", "-m"]);
+    assert_eq!(o.stdout, "i686\n", "{}", o.stderr);
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub struct ContainerState {
     /// linux.seccomp: `exec`'d processes get the container's filter too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// linux.personality: the container's execution domain, for `exec`'d processes too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
 }
 
 /// The spec's state document, shaped like runc's output (runtime.md#state).

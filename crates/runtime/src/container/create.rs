@@ -118,6 +118,7 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         hooks,
         process: spec.process().clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        personality: spec.linux().as_ref().and_then(|l| l.personality().clone()),
     };
     st.save(&opts.root)?;
     rollback.poststop = Some(st.clone());

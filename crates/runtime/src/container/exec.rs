@@ -92,7 +92,8 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
 
     let joined = Joined::open(st.pid, true).map_err(SpawnError::from)?;
     let mut plan = ProcessPlan::build(&opts.process, opts.preserve_fds, joined.joins_user())?;
-    plan.attrs = crate::process::attrs::ProcessAttrs::build(&opts.process, None, true)?;
+    plan.attrs =
+        crate::process::attrs::ProcessAttrs::build(&opts.process, st.personality.as_ref(), true)?;
     if let Some(s) = &st.seccomp {
         plan.seccomp = Some(crate::seccomp::compile(s)?);
     }

@@ -87,7 +87,7 @@ fn personality_flag(name: &str) -> Option<u64> {
 }
 
 impl ProcessAttrs {
-    /// `personality` is linux.personality (the init only); `exec` says whether this is
+    /// `personality` is linux.personality (the init and exec'd processes); `exec` says whether this is
     /// an exec'd process (execCPUAffinity applies to those only).
     pub fn build(
         process: &Process,
