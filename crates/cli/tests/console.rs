@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::Read;
 
 #[test]
 fn console_socket_receives_a_working_pty() {
@@ -44,19 +43,7 @@ fn console_socket_receives_a_working_pty() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(rt.run(&["start", &id]).code, 0);
-    let mut text = String::new();
-    let mut f = std::fs::File::from(master);
-    let mut buf = [0u8; 256];
-    // Read until the container exits (EIO on the master once the last peer closes).
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if text.contains("/dev/pts/") {
-            break;
-        }
-    }
+    let text = read_pty_until(master, "/dev/pts/");
     assert!(text.contains("is-a-tty"), "{text:?}");
     assert!(
         text.contains("88") || text.contains("/dev/pts/0"),

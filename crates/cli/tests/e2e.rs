@@ -52,6 +52,22 @@ fn podman_runs_execs_stops_and_removes_through_berth_oci() {
     assert!(o.stdout.contains(" 0 failed"), "{}", o.stdout);
 }
 
+/// Boots the cgroup v2 VM with berth-oci at /berth/berth-oci and the bundle at
+/// /data/bundle, runs `script` there, and returns what it printed.
+fn run_in_vm(b: &Bundle, script: &str) -> String {
+    let o: Out = Command::new(repo().join("tests/vm/run-v2.sh"))
+        .args(["--timeout", "300", "--add"])
+        .arg(format!("{}:/berth/berth-oci", berth_oci()))
+        .arg("--add")
+        .arg(format!("{}:/data/bundle", b.dir.display()))
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run-v2.sh")
+        .into();
+    assert_eq!(o.code, 0, "VM run failed:\n{}\n{}", o.stdout, o.stderr);
+    o.stdout.replace('\r', "")
+}
+
 fn vm_available() -> bool {
     let kernel = std::fs::read_dir("/boot")
         .into_iter()
@@ -95,17 +111,7 @@ fn cgroup_v2_in_a_vm() {
     .expect("edit");
     let script = "berth-oci --root /tmp/state run --bundle /data/bundle v2test; echo rc=$?; \
                   test -e /sys/fs/cgroup/berth-test/v2 && echo cgroup-left || echo cgroup-gone";
-    let o: Out = Command::new(repo().join("tests/vm/run-v2.sh"))
-        .args(["--timeout", "300", "--add"])
-        .arg(format!("{}:/berth/berth-oci", berth_oci()))
-        .arg("--add")
-        .arg(format!("{}:/data/bundle", b.dir.display()))
-        .args(["--", "sh", "-c", script])
-        .output()
-        .expect("run-v2.sh")
-        .into();
-    assert_eq!(o.code, 0, "VM run failed:\n{}\n{}", o.stdout, o.stderr);
-    let out = o.stdout.replace('\r', "");
+    let out = run_in_vm(&b, script);
     for want in [
         "67108864\n42\n50000 100000\n39\n",
         "null-ok",
@@ -145,17 +151,7 @@ fn pause_update_exec_events_on_cgroup_v2_in_a_vm() {
         echo procs=$(wc -l < $CG/cgroup.procs); \
         $B events --stats p2 | grep -o '\"pids\":{\"current\":[0-9]*'; \
         $B delete --force p2; echo delete=$?; test -e $CG && echo cgroup-left || echo cgroup-gone";
-    let o: Out = Command::new(repo().join("tests/vm/run-v2.sh"))
-        .args(["--timeout", "300", "--add"])
-        .arg(format!("{}:/berth/berth-oci", berth_oci()))
-        .arg("--add")
-        .arg(format!("{}:/data/bundle", b.dir.display()))
-        .args(["--", "sh", "-c", script])
-        .output()
-        .expect("run-v2.sh")
-        .into();
-    assert_eq!(o.code, 0, "VM run failed:\n{}\n{}", o.stdout, o.stderr);
-    let out = o.stdout.replace('\r', "");
+    let out = run_in_vm(&b, script);
     for want in [
         "run=0",
         "freeze=1 \"status\": \"paused\"",

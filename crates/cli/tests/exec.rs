@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::Read;
 
 /// A running container (`sleep`) for exec tests.
 fn running(
@@ -297,18 +296,7 @@ fn tty_exec_gets_a_pty_from_the_containers_devpts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut f = std::fs::File::from(master);
-    let mut text = String::new();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if text.contains("/dev/pts/") {
-            break;
-        }
-    }
+    let text = read_pty_until(master, "/dev/pts/");
     assert!(text.contains("is-a-tty"), "{text:?}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
 }

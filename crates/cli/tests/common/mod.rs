@@ -298,3 +298,22 @@ pub fn accept_within(
         }
     }
 }
+
+/// Reads a pty master until `marker` appears or the last peer closes (EIO), and
+/// returns what was read.
+pub fn read_pty_until(master: std::os::fd::OwnedFd, marker: &str) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.contains(marker) {
+            break;
+        }
+    }
+    text
+}
