@@ -216,3 +216,70 @@ fn racing_symlink_swaps_never_mount_outside_the_rootfs() {
     // where it leads nowhere): all that matters is that none escaped.
     eprintln!("{ran} of 60 runs succeeded while the link flipped");
 }
+
+/// The same class with berth-oci installed on a read-only mount: no copy is needed,
+/// because what a container could reach through /proc/<pid>/exe is already
+/// unwritable (EROFS); exec then runs from the read-only mount itself.
+#[test]
+fn exec_from_a_read_only_install_skips_the_copy_and_stays_unwritable() {
+    require_root!();
+    let rt = Runtime::berth();
+    let (b, id) = running(&rt, "escro");
+    let dir = tempfile::tempdir().expect("tmp");
+    let ro = dir.path().join("berth-oci");
+    std::fs::write(&ro, b"").expect("mount point");
+    let mount = |args: &[&str]| {
+        let s = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .expect("mount");
+        assert!(s.success(), "mount {args:?}");
+    };
+    let ro_s = ro.to_str().expect("utf8");
+    mount(&["--bind", berth_oci(), ro_s]);
+    mount(&["-o", "remount,bind,ro", ro_s]);
+    let init = rt.state(&id)["pid"].as_i64().expect("pid");
+    assert_eq!(rt.run(&["pause", &id]).code, 0);
+    let log = std::fs::File::create(b.dir.join("ro-exec.log")).expect("log");
+    let mut exec = std::process::Command::new(ro_s)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["exec", "--ignore-paused", "--detach", &id, "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("exec");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let child = loop {
+        let o = rt.run(&["ps", "--format", "json", &id]);
+        let pids: Vec<i64> = serde_json::from_str(&o.stdout).unwrap_or_default();
+        if let Some(p) = pids.into_iter().find(|p| *p != init) {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process never joined the cgroup"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let exe = std::fs::read_link(format!("/proc/{child}/exe")).expect("exe link");
+    let handle = std::fs::File::open(format!("/proc/{child}/exe")).expect("open exe");
+    let read_only = rustix::fs::fstatvfs(&handle)
+        .expect("statvfs")
+        .f_flag
+        .contains(rustix::fs::StatVfsMountFlags::RDONLY);
+    let _ = exec.kill();
+    let _ = exec.wait();
+    let _ = rt.run(&["delete", "--force", &id]);
+    drop(handle);
+    let _ = std::process::Command::new("umount").arg(&ro).status();
+    assert_eq!(
+        exe, ro,
+        "the exec'd child runs the read-only install, no copy"
+    );
+    assert!(
+        read_only,
+        "what /proc/<pid>/exe reaches is on a read-only mount"
+    );
+}

@@ -10,7 +10,8 @@
 //!    namespaces (`exec`, and `create` joining an existing pid namespace), berth-oci
 //!    first re-executes itself from a sealed memfd copy ([`run_from_sealed_copy`]).
 //!    Its `/proc/self/exe` is then that copy, which cannot be written, so even
-//!    `#!/proc/self/exe` inside the container only ever reaches the copy.
+//!    `#!/proc/self/exe` inside the container only ever reaches the copy. A binary
+//!    on a read-only mount is already unwritable that way and skips the copy.
 //!
 //! A fresh pid namespace needs only (1): until the init execs, it is the namespace's
 //! only process, and after an exec of `#!/proc/self/exe` the binary it runs makes
@@ -54,15 +55,20 @@ const SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
-/// Whether this process already runs from a sealed, unwritable copy.
+/// Whether this process's binary cannot be written through `/proc/<pid>/exe`: it is
+/// a sealed copy, or it lives on a read-only mount (an install on a read-only /usr, or
+/// a read-only bind of the binary), where a reopen for writing fails with EROFS.
 pub fn running_from_sealed_copy() -> bool {
-    rustix::fs::open(
+    let Ok(f) = rustix::fs::open(
         "/proc/self/exe",
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .and_then(|f| rustix::fs::fcntl_get_seals(&f))
-    .is_ok_and(|s| s.contains(SealFlags::WRITE))
+    ) else {
+        return false;
+    };
+    rustix::fs::fcntl_get_seals(&f).is_ok_and(|s| s.contains(SealFlags::WRITE))
+        || rustix::fs::fstatvfs(&f)
+            .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Re-executes this process from a sealed memfd copy of its binary, with the same
