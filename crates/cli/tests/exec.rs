@@ -326,3 +326,56 @@ fn exec_cpu_affinity_final_applies() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.trim_end().ends_with("\t1"), "{}", o.stdout);
 }
+
+#[test]
+fn exec_into_a_sub_cgroup() {
+    require_root!();
+    let rt = Runtime::berth();
+    let id = unique_id("exsub");
+    let mut b = Bundle::busybox(&["sleep", "1000"]).expect("bundle");
+    let cg = unique_cgroup(&mut b, &id);
+    assert_eq!(rt.run_detached(&b, &id).code, 0);
+    // The sub-cgroup exists in every hierarchy (runc, too, needs it to exist).
+    for d in cgroup_dirs(&cg).into_iter().filter(|d| d.is_dir()) {
+        std::fs::create_dir(d.join("sub")).expect("mkdir sub");
+        // A new v1 cpuset cgroup starts empty and takes no tasks until filled.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(d.join("sub").join(f), v.trim()).expect("cpuset");
+            }
+        }
+    }
+    let o = rt.run(&["exec", "--cgroup", "sub", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.lines().all(|l| l.ends_with("/sub")),
+        "every hierarchy: {}",
+        o.stdout
+    );
+    // Only one controller's hierarchy (v1), the rest stay in the container's own.
+    if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
+        let o = rt.run(&[
+            "exec",
+            "--cgroup",
+            "pids:sub",
+            &id,
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        for l in o.stdout.lines() {
+            assert_eq!(l.contains(":pids:"), l.ends_with("/sub"), "{}", o.stdout);
+        }
+    }
+    let o = rt.run(&["exec", "--cgroup", "../escape", &id, "true"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("must be relative"), "{}", o.stderr);
+    let o = rt.run(&["exec", "--cgroup", "missing", &id, "true"]);
+    assert!(o.stderr.contains("does not exist"), "{}", o.stderr);
+    // delete must remove the sub-cgroups' parent: empty the subs first, as runc's
+    // users do; here the exec'd processes have exited, so rmdir them.
+    for d in cgroup_dirs(&cg).into_iter().filter(|d| d.is_dir()) {
+        let _ = std::fs::remove_dir(d.join("sub"));
+    }
+    assert_eq!(rt.run(&["delete", "--force", &id]).code, 0);
+}

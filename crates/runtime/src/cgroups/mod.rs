@@ -340,6 +340,74 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `exec --cgroup`: adds `pid` to existing sub-cgroups of the container's, given as
+    /// runc does, `[CONTROLLER[,CONTROLLER]:]PATH` (without controllers: every
+    /// hierarchy). Hierarchies no entry names get the container's own cgroup.
+    pub fn add_pid_in(&self, pid: i32, subs: &[String]) -> Result<(), CgroupError> {
+        if subs.is_empty() {
+            return self.add_pid(pid);
+        }
+        let mut chosen: Vec<(&Dir, Option<&str>)> = self.dirs.iter().map(|d| (d, None)).collect();
+        for s in subs {
+            let (controllers, path) = match s.split_once(':') {
+                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+                None => (None, s.as_str()),
+            };
+            let rel = std::path::Path::new(path);
+            if path.is_empty()
+                || rel.is_absolute()
+                || rel
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(CgroupError::Unsupported {
+                    field: format!("exec --cgroup {s}"),
+                    problem: "the path must be relative to the container's cgroup, without \"..\""
+                        .into(),
+                });
+            }
+            let mut matched = false;
+            for (d, sel) in chosen.iter_mut() {
+                let hit = match &controllers {
+                    None => true,
+                    Some(cs) => cs.iter().any(|c| d.controllers.iter().any(|dc| dc == c)),
+                };
+                if hit {
+                    *sel = Some(path);
+                    matched = true;
+                }
+            }
+            if !matched {
+                return Err(CgroupError::Unsupported {
+                    field: format!("exec --cgroup {s}"),
+                    problem: "no cgroup hierarchy of the container has those controllers".into(),
+                });
+            }
+        }
+        for (d, sel) in chosen {
+            let dir = match sel {
+                Some(p) => d.path.join(p),
+                None => d.path.clone(),
+            };
+            if !dir.is_dir() {
+                return Err(CgroupError::Unsupported {
+                    field: "exec --cgroup".into(),
+                    problem: format!(
+                        "{} does not exist (runc, too, runs only in existing sub-cgroups)",
+                        dir.display()
+                    ),
+                });
+            }
+            let file = dir.join("cgroup.procs");
+            std::fs::write(&file, pid.to_string()).map_err(|source| CgroupError::AddPid {
+                pid,
+                file,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Every pid in the container's cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self

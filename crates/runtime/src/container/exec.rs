@@ -39,6 +39,8 @@ pub struct ExecOptions {
     pub detach: bool,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLERS:]PATH`: existing sub-cgroups of the container's to run in.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// The container's config.json process, which `exec` without `--process` starts from.
@@ -140,7 +142,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
         })?;
     }
     if let Some(cg) = &st.cgroup {
-        cg.add_pid(pid.as_raw_nonzero().get())
+        cg.add_pid_in(pid.as_raw_nonzero().get(), &opts.sub_cgroups)
             .map_err(SpawnError::from)?;
     }
     spawn::apply_rlimits(pid, &limits)?;

@@ -54,7 +54,8 @@ pub struct ExecArgs {
     /// Exec even if the container is paused.
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
-    /// Accepted for runc compatibility: the process joins the container's own cgroup.
+    /// Run in an existing sub-cgroup of the container's: [CONTROLLER[,...]:]PATH; may be
+    /// repeated.
     #[arg(long = "cgroup")]
     cgroup: Vec<String>,
     id: String,
@@ -64,9 +65,6 @@ pub struct ExecArgs {
 }
 
 pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
-    if !a.cgroup.is_empty() {
-        bail!("--cgroup: choosing a sub-cgroup for exec is not supported; the process joins the container's cgroup");
-    }
     let process = match &a.process {
         Some(path) => read_process(path)?,
         None => process_from_flags(root, &a)?,
@@ -80,6 +78,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         detach: a.detach,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup,
     };
     match container::exec(&opts)? {
         Outcome::Started { .. } => Ok(0),
