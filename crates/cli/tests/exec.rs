@@ -369,7 +369,11 @@ fn exec_into_a_sub_cgroup() {
     }
     let o = rt.run(&["exec", "--cgroup", "../escape", &id, "true"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("must be relative"), "{}", o.stderr);
+    assert!(o.stderr.contains("must be inside"), "{}", o.stderr);
+    // "/" is the container's own cgroup, as with runc.
+    let o = rt.run(&["exec", "--cgroup", "/", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stdout.contains("/sub"), "{}", o.stdout);
     let o = rt.run(&["exec", "--cgroup", "missing", &id, "true"]);
     assert!(o.stderr.contains("does not exist"), "{}", o.stderr);
     // delete must remove the sub-cgroups' parent: empty the subs first, as runc's

@@ -353,17 +353,15 @@ impl Cgroup {
                 Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
                 None => (None, s.as_str()),
             };
-            let rel = std::path::Path::new(path);
-            if path.is_empty()
-                || rel.is_absolute()
-                || rel
-                    .components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            // Relative to the container's cgroup; "/" (as runc accepts) is that cgroup.
+            let path = path.trim_start_matches('/');
+            if std::path::Path::new(path)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
                 return Err(CgroupError::Unsupported {
                     field: format!("exec --cgroup {s}"),
-                    problem: "the path must be relative to the container's cgroup, without \"..\""
-                        .into(),
+                    problem: "the path must be inside the container's cgroup (no \"..\")".into(),
                 });
             }
             let mut matched = false;
