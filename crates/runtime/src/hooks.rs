@@ -126,7 +126,7 @@ pub fn run(
 /// Runs every hook of `kind`, logging failures as warnings and going on with the
 /// next: for poststart and poststop, where "the remaining hooks and lifecycle continue
 /// as if the hook had succeeded".
-pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &StateDocument, _pid: i32) {
+pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &StateDocument) {
     let list = hooks.map(|h| kind.of(h)).unwrap_or(&[]);
     if list.is_empty() {
         return;
@@ -517,7 +517,7 @@ mod tests {
             r#"{{"poststop":[{{"path":"/bin/false"}},{{"path":"/bin/sh","args":["sh","-c","touch {}"]}}]}}"#,
             out.display()
         ));
-        run_warn(Kind::Poststop, Some(&h), &state(), 0);
+        run_warn(Kind::Poststop, Some(&h), &state());
         assert!(out.exists(), "the hook after a failing one must still run");
         std::fs::remove_dir_all(&dir).expect("test setup");
     }

@@ -185,7 +185,6 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
             Kind::Poststart,
             st.hooks.as_ref(),
             &document(&st, st.pid, Status::Running),
-            st.pid,
         );
     }
 
@@ -533,7 +532,6 @@ impl Drop for Rollback {
                 Kind::Poststop,
                 st.hooks.as_ref(),
                 &document(st, 0, Status::Stopped),
-                0,
             );
         }
     }

@@ -75,7 +75,7 @@ pub(crate) fn destroy(root: &Path, st: &ContainerState) -> Result<(), Error> {
         _ => Ok(()),
     };
     // After the container is gone, before delete returns; failures only warn.
-    crate::hooks::run_warn(crate::hooks::Kind::Poststop, st.hooks.as_ref(), &stopped, 0);
+    crate::hooks::run_warn(crate::hooks::Kind::Poststop, st.hooks.as_ref(), &stopped);
     cg?;
     dir
 }

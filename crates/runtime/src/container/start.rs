@@ -46,7 +46,7 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
     st.phase = Phase::Started;
     st.save(root)?;
     let running = super::create::document(&st, st.pid, Status::Running);
-    hooks::run_warn(Kind::Poststart, st.hooks.as_ref(), &running, st.pid);
+    hooks::run_warn(Kind::Poststart, st.hooks.as_ref(), &running);
     Ok(())
 }
 
