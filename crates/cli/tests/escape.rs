@@ -14,6 +14,40 @@ fn running(rt: &Runtime, prefix: &str) -> (Bundle, String) {
     (b, id)
 }
 
+/// Pauses the container and starts `binary exec --ignore-paused` into it: the exec'd
+/// child freezes as soon as it joins the cgroup, mid-setup, still berth-oci's image.
+/// Returns the exec command (to kill) and the frozen child's pid.
+// The caller kills and waits for the returned command; clippy cannot see across the return.
+#[allow(clippy::zombie_processes)]
+fn frozen_exec(rt: &Runtime, b: &Bundle, id: &str, binary: &str) -> (std::process::Child, i64) {
+    let init = rt.state(id)["pid"].as_i64().expect("pid");
+    assert_eq!(rt.run(&["pause", id]).code, 0);
+    let log = std::fs::File::create(b.dir.join("frozen-exec.log")).expect("log");
+    let mut exec = std::process::Command::new(binary)
+        .arg("--root")
+        .arg(rt.root.path())
+        .args(["exec", "--ignore-paused", "--detach", id, "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("exec");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = rt.run(&["ps", "--format", "json", id]);
+        let pids: Vec<i64> = serde_json::from_str(&o.stdout).unwrap_or_default();
+        if let Some(p) = pids.into_iter().find(|p| *p != init) {
+            return (exec, p);
+        }
+        if Instant::now() >= deadline {
+            let _ = exec.kill();
+            let _ = exec.wait();
+            panic!("the exec'd process never joined the cgroup");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// CVE-2019-5736 class, `exec`: the process berth-oci starts in a running container
 /// must not be the host's binary while it sets up (a container process that opens its
 /// /proc/<pid>/exe, or a `#!/proc/self/exe` program, would get a writable handle on
@@ -24,28 +58,7 @@ fn exec_child_is_a_sealed_copy_not_the_host_binary() {
     require_root!();
     let rt = Runtime::berth();
     let (b, id) = running(&rt, "esc5736");
-    let init = rt.state(&id)["pid"].as_i64().expect("pid");
-    assert_eq!(rt.run(&["pause", &id]).code, 0);
-    let log = std::fs::File::create(b.dir.join("frozen-exec.log")).expect("log");
-    let mut exec = rt
-        .cmd(&["exec", "--ignore-paused", "--detach", &id, "true"])
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
-        .spawn()
-        .expect("exec");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let child = loop {
-        let o = rt.run(&["ps", "--format", "json", &id]);
-        let pids: Vec<i64> = serde_json::from_str(&o.stdout).unwrap_or_default();
-        if let Some(p) = pids.into_iter().find(|p| *p != init) {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the exec'd process never joined the cgroup"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut exec, child) = frozen_exec(&rt, &b, &id, berth_oci());
     let exe = std::fs::read_link(format!("/proc/{child}/exe")).expect("exe link");
     let host = std::fs::canonicalize(berth_oci()).expect("binary");
     let _ = exec.kill();
@@ -238,31 +251,7 @@ fn exec_from_a_read_only_install_skips_the_copy_and_stays_unwritable() {
     let ro_s = ro.to_str().expect("utf8");
     mount(&["--bind", berth_oci(), ro_s]);
     mount(&["-o", "remount,bind,ro", ro_s]);
-    let init = rt.state(&id)["pid"].as_i64().expect("pid");
-    assert_eq!(rt.run(&["pause", &id]).code, 0);
-    let log = std::fs::File::create(b.dir.join("ro-exec.log")).expect("log");
-    let mut exec = std::process::Command::new(ro_s)
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(["exec", "--ignore-paused", "--detach", &id, "true"])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
-        .spawn()
-        .expect("exec");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let child = loop {
-        let o = rt.run(&["ps", "--format", "json", &id]);
-        let pids: Vec<i64> = serde_json::from_str(&o.stdout).unwrap_or_default();
-        if let Some(p) = pids.into_iter().find(|p| *p != init) {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the exec'd process never joined the cgroup"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut exec, child) = frozen_exec(&rt, &b, &id, ro_s);
     let exe = std::fs::read_link(format!("/proc/{child}/exe")).expect("exe link");
     let handle = std::fs::File::open(format!("/proc/{child}/exe")).expect("open exe");
     let read_only = rustix::fs::fstatvfs(&handle)

@@ -213,31 +213,21 @@ fn preserve_fds_passes_exactly_those() {
     let b = Bundle::busybox(&["sh", "-c", "cat <&3; ls /proc/self/fd"]).expect("bundle");
     let file = b.dir.join("payload");
     std::fs::write(&file, "preserved\n").expect("write");
-    // The shell opens the payload as fd 3 and execs berth-oci with it.
-    let o: Out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"exec "$0" --root "$1" run --preserve-fds 1 --bundle "$2" "$3" 3<"$4""#)
-        .args([
-            berth_oci(),
-            rt.root.path().to_str().expect("utf8"),
-            b.dir.to_str().expect("utf8"),
+    let root = rt.root.path().to_str().expect("utf8");
+    let bundle = b.dir.to_str().expect("utf8");
+    assert_fd3_preserved(
+        &[
+            "--root",
+            root,
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            bundle,
             &unique_id("pfd"),
-        ])
-        .arg(&file)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run")
-        .into();
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stdout.starts_with("preserved\n"), "{}", o.stdout);
-    // ls opens one more fd (4) for the directory it lists.
-    let fds: Vec<i32> = o
-        .stdout
-        .lines()
-        .skip(1)
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    assert_eq!(fds, vec![0, 1, 2, 3, 4], "{}", o.stdout);
+        ],
+        &file,
+    );
 }
 
 #[test]

@@ -55,35 +55,30 @@ const SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
-/// Whether this process's binary cannot be written through `/proc/<pid>/exe`: it is
-/// a sealed copy, or it lives on a read-only mount (an install on a read-only /usr, or
-/// a read-only bind of the binary), where a reopen for writing fails with EROFS.
-pub fn running_from_sealed_copy() -> bool {
-    let Ok(f) = rustix::fs::open(
-        "/proc/self/exe",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return false;
-    };
-    rustix::fs::fcntl_get_seals(&f).is_ok_and(|s| s.contains(SealFlags::WRITE))
-        || rustix::fs::fstatvfs(&f)
+/// Whether `exe` (this process's binary) cannot be written through
+/// `/proc/<pid>/exe`: it is a sealed copy, or it lives on a read-only mount (an install
+/// on a read-only /usr, or a read-only bind of the binary), where a reopen for writing
+/// fails with EROFS.
+fn unwritable(exe: &std::os::fd::OwnedFd) -> bool {
+    rustix::fs::fcntl_get_seals(exe).is_ok_and(|s| s.contains(SealFlags::WRITE))
+        || rustix::fs::fstatvfs(exe)
             .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Re-executes this process from a sealed memfd copy of its binary, with the same
-/// arguments and environment, unless it already runs from one. Returns Ok only in
-/// that case; on success the re-executed process starts over from `main`.
+/// arguments and environment, unless its binary is already unwritable (see
+/// [`unwritable`]). Returns Ok only in that case; on success the re-executed process
+/// starts over from `main`.
 pub fn run_from_sealed_copy() -> Result<(), ExeError> {
-    if running_from_sealed_copy() {
-        return Ok(());
-    }
     let exe = rustix::fs::open(
         "/proc/self/exe",
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(io("opening /proc/self/exe"))?;
+    if unwritable(&exe) {
+        return Ok(());
+    }
     let size = rustix::fs::fstat(&exe)
         .map_err(io("stat of /proc/self/exe"))?
         .st_size as usize;

@@ -16,6 +16,7 @@
 //! init's namespaces with setns before exec ([`Joined`]); startContainer also enters
 //! its root, since the init has pivoted by then.
 
+use crate::process::child::Child;
 use crate::process::join::{JoinError, Joined};
 use crate::state::StateDocument;
 use berth_sys::exec::CStrArray;
@@ -24,7 +25,7 @@ use berth_sys::Errno;
 use oci_spec::runtime::{Hook, Hooks};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::OFlags;
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::Pid;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -206,7 +207,7 @@ fn run_one(hook: &Hook, input: &[u8], joined: Option<&Joined>) -> Result<(), Str
     };
     let pid = forked.map_err(|e| format!("fork: {}", errno_text(e)))?;
     drop((stdin_r, out_w, report_w));
-    let guard = KillOnDrop(Some(pid));
+    let guard = Child::new(pid);
     let mut report = [0u8; 8];
     let n = read_full(&report_r, &mut report);
     if n == report.len() {
@@ -307,28 +308,6 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
     n
 }
 
-/// Kills and reaps the hook unless it was reaped already.
-struct KillOnDrop(Option<Pid>);
-
-impl KillOnDrop {
-    fn reap(mut self) -> Option<rustix::process::WaitStatus> {
-        let pid = self.0.take()?;
-        rustix::process::waitpid(Some(pid), WaitOptions::empty())
-            .ok()
-            .flatten()
-            .map(|(_, s)| s)
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
-        }
-    }
-}
-
 /// Feeds stdin, collects output, and waits for the exit or the timeout. Returns the
 /// status (None on timeout, the hook then killed) and the output.
 fn supervise(
@@ -337,7 +316,7 @@ fn supervise(
     out: OwnedFd,
     input: &[u8],
     timeout: Option<Duration>,
-    guard: KillOnDrop,
+    guard: Child,
 ) -> Result<(Option<rustix::process::WaitStatus>, String), String> {
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open: {}", errno_text(e)))?;

@@ -195,14 +195,7 @@ impl ContainerState {
     }
 
     fn frozen(&self) -> bool {
-        let Some(cg) = &self.cgroup else { return false };
-        if let Some(d) = cg.dir_for("freezer").filter(|d| !d.v2) {
-            return std::fs::read_to_string(d.path.join("freezer.state"))
-                .is_ok_and(|s| s.trim() == "FROZEN");
-        }
-        cg.unified()
-            .and_then(|d| std::fs::read_to_string(d.path.join("cgroup.freeze")).ok())
-            .is_some_and(|s| s.trim() == "1")
+        self.cgroup.as_ref().is_some_and(|cg| cg.is_frozen())
     }
 
     pub fn document(&self) -> StateDocument {

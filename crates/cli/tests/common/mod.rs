@@ -317,3 +317,29 @@ pub fn read_pty_until(master: std::os::fd::OwnedFd, marker: &str) -> String {
     }
     text
 }
+
+/// Runs berth-oci with `args` and fd 3 open on `file` (the way a caller hands a
+/// preserved fd over), then checks the program's output: the file's contents from fd
+/// 3, then `ls /proc/self/fd` listing exactly 0-3 and ls's own directory fd 4.
+pub fn assert_fd3_preserved(args: &[&str], file: &Path) {
+    let o: Out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"f=$1; shift; exec "$@" 3<"$f""#)
+        .arg("sh")
+        .arg(file)
+        .arg(berth_oci())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run with fd 3")
+        .into();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("preserved\n"), "{}", o.stdout);
+    let fds: Vec<i32> = o
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    assert_eq!(fds, vec![0, 1, 2, 3, 4], "{}", o.stdout);
+}

@@ -155,18 +155,11 @@ impl Cgroup {
     /// Freezes or thaws every process (v1 freezer, else v2 cgroup.freeze), waiting
     /// until the kernel reports the new state.
     pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
-        let (dir, v1) = match self.dir_for("freezer").filter(|d| !d.v2) {
-            Some(d) => (d, true),
-            None => (
-                self.unified().ok_or_else(|| CgroupError::Unsupported {
-                    field: "pause".into(),
-                    problem:
-                        "no freezer: neither the v1 freezer controller nor cgroup v2 is mounted"
-                            .into(),
-                })?,
-                false,
-            ),
-        };
+        let (dir, v1) = self.freezer().ok_or_else(|| CgroupError::Unsupported {
+            field: "pause".into(),
+            problem: "no freezer: neither the v1 freezer controller nor cgroup v2 is mounted"
+                .into(),
+        })?;
         let (file, value, check_file) = match (v1, frozen) {
             (true, true) => ("freezer.state", "FROZEN", "freezer.state"),
             (true, false) => ("freezer.state", "THAWED", "freezer.state"),
@@ -198,6 +191,27 @@ impl Cgroup {
                 dir.path.join(check_file).display()
             ),
         })
+    }
+
+    /// The directory that freezes the container, and whether it is a v1 freezer (which
+    /// wins on hybrid hosts) rather than v2's cgroup.freeze.
+    fn freezer(&self) -> Option<(&Dir, bool)> {
+        match self.dir_for("freezer").filter(|d| !d.v2) {
+            Some(d) => Some((d, true)),
+            None => self.unified().map(|d| (d, false)),
+        }
+    }
+
+    /// Whether the container is frozen (paused).
+    pub fn is_frozen(&self) -> bool {
+        match self.freezer() {
+            Some((d, true)) => std::fs::read_to_string(d.path.join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN"),
+            Some((d, false)) => {
+                std::fs::read_to_string(d.path.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            }
+            None => false,
+        }
     }
 
     fn write_resources(&self, r: &LinuxResources, devices: bool) -> Result<(), CgroupError> {
@@ -330,12 +344,7 @@ impl Cgroup {
 
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         for d in &self.dirs {
-            let file = d.path.join("cgroup.procs");
-            std::fs::write(&file, pid.to_string()).map_err(|source| CgroupError::AddPid {
-                pid,
-                file,
-                source,
-            })?;
+            add_pid_to(&d.path, pid)?;
         }
         Ok(())
     }
@@ -396,12 +405,7 @@ impl Cgroup {
                     ),
                 });
             }
-            let file = dir.join("cgroup.procs");
-            std::fs::write(&file, pid.to_string()).map_err(|source| CgroupError::AddPid {
-                pid,
-                file,
-                source,
-            })?;
+            add_pid_to(&dir, pid)?;
         }
         Ok(())
     }
@@ -437,6 +441,15 @@ impl Cgroup {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+fn add_pid_to(dir: &Path, pid: i32) -> Result<(), CgroupError> {
+    let file = dir.join("cgroup.procs");
+    std::fs::write(&file, pid.to_string()).map_err(|source| CgroupError::AddPid {
+        pid,
+        file,
+        source,
+    })
 }
 
 /// rmdir, retrying while the last processes finish exiting (EBUSY).

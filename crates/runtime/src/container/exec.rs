@@ -14,6 +14,7 @@
 use super::create::{block_signals, connect_console, forward_until_exit, rlimits, write_pid_file};
 use super::{Error, Outcome};
 use crate::process::channel::{self, Channel, Failure, Msg, Step};
+use crate::process::child::Child;
 use crate::process::init;
 use crate::process::join::Joined;
 use crate::process::plan::ProcessPlan;
@@ -23,7 +24,7 @@ use crate::state::{ContainerState, Status};
 use berth_sys::process::{clone_process, Forked};
 use oci_spec::runtime::Process;
 use rustix::fs::{Mode, OFlags};
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, WaitOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -131,7 +132,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     };
     drop(child);
     drop(console);
-    let guard = KillOnDrop(Some(pid));
+    let guard = Child::new(pid);
 
     if let Some(m) = &plan.attrs.affinity_initial {
         berth_sys::process::set_affinity(pid.as_raw_nonzero().get(), m).map_err(|e| {
@@ -290,23 +291,5 @@ fn run_child(
     match init::prepare_process(plan, chan) {
         Ok(exe) => init::exec(plan, exe, chan),
         Err(f) => report(f),
-    }
-}
-
-/// Kills and reaps the half-started process unless disarmed.
-struct KillOnDrop(Option<Pid>);
-
-impl KillOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
-        }
     }
 }

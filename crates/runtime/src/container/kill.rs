@@ -28,9 +28,7 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<(), Error> 
 
 /// A frozen process cannot act on SIGKILL; thaw so it dies.
 pub(super) fn thaw(cg: &crate::cgroups::Cgroup) {
-    if let Some(d) = cg.dir_for("freezer").filter(|d| !d.v2) {
-        let _ = std::fs::write(d.path.join("freezer.state"), "THAWED");
-    } else if let Some(d) = cg.unified() {
-        let _ = std::fs::write(d.path.join("cgroup.freeze"), "0");
-    }
+    // Also for a cgroup caught half-way (v1 FREEZING); best effort, the kill goes
+    // ahead either way.
+    let _ = cg.freeze(false);
 }

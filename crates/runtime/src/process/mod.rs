@@ -5,6 +5,7 @@
 
 pub mod attrs;
 pub mod channel;
+pub(crate) mod child;
 pub(crate) mod init;
 pub mod join;
 pub mod plan;

@@ -6,7 +6,7 @@ use super::plan::InitPlan;
 use crate::cgroups::{Cgroup, CgroupError};
 use berth_sys::process::{clone_process, Forked};
 use berth_sys::Errno;
-use rustix::process::{Pid, Resource, Rlimit, Signal, WaitOptions};
+use rustix::process::{Pid, Resource, Rlimit, WaitOptions};
 use std::os::fd::AsFd;
 
 #[derive(Debug, thiserror::Error)]
@@ -125,17 +125,14 @@ pub fn spawn(
         Forked::Parent(pid) => pid,
     };
     drop(child);
-    match handshake(plan, setup, pid, &parent, on_event) {
-        Ok(()) => Ok(Spawned {
-            pid,
-            channel: parent,
-        }),
-        Err(e) => {
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
-            let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
-            Err(e)
-        }
-    }
+    // A failed handshake kills and reaps the init (the guard's drop).
+    let guard = super::child::Child::new(pid);
+    handshake(plan, setup, pid, &parent, on_event)?;
+    guard.disarm();
+    Ok(Spawned {
+        pid,
+        channel: parent,
+    })
 }
 
 fn handshake(
