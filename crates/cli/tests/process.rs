@@ -455,6 +455,63 @@ fn personality_io_priority_and_scheduler_apply() {
 }
 
 #[test]
+fn memory_policy_applies_to_init_and_exec_and_bad_ones_are_refused() {
+    require_root!();
+    // numa_maps shows each mapping's policy; the stack is the process's own.
+    let o = run_sh("busybox grep stack /proc/self/numa_maps", |c| {
+        c["linux"]["memoryPolicy"] = serde_json::json!({
+            "mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]
+        });
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains(" bind=static:0 "), "{}", o.stdout);
+    let rt = Runtime::berth();
+    let id = unique_id("mpol");
+    let mut b = Bundle::busybox(&["sleep", "1000"]).expect("bundle");
+    b.edit(|c| {
+        c["linux"]["memoryPolicy"] = serde_json::json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"})
+    })
+    .expect("edit");
+    assert_eq!(rt.run_detached(&b, &id).code, 0);
+    let o = rt.run(&[
+        "exec",
+        &id,
+        "busybox",
+        "grep",
+        "stack",
+        "/proc/self/numa_maps",
+    ]);
+    rt.run(&["delete", "-f", &id]);
+    assert!(
+        o.stdout.contains(" interleave:0 "),
+        "{} {}",
+        o.stdout,
+        o.stderr
+    );
+    for (policy, want) in [
+        (
+            serde_json::json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
+            "MPOL_DEFAULT takes no nodes",
+        ),
+        (
+            serde_json::json!({"mode": "INTERLEAVE", "nodes": "0"}),
+            "INTERLEAVE",
+        ),
+        (serde_json::json!({"nodes": "0"}), "mode"),
+        // Node 1000 is not online: the kernel refuses the mask.
+        (
+            serde_json::json!({"mode": "MPOL_BIND", "nodes": "1000"}),
+            "linux.memoryPolicy",
+        ),
+    ] {
+        let o = run_sh("echo ran", |c| c["linux"]["memoryPolicy"] = policy.clone());
+        assert_ne!(o.code, 0, "{policy} was accepted");
+        assert!(o.stderr.contains(want), "{policy}: {}", o.stderr);
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
 fn lsm_labels_behave_as_runc_without_the_lsm_and_intel_rdt_is_refused() {
     require_root!();
     if std::path::Path::new("/sys/fs/selinux/enforce").exists()

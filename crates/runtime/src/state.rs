@@ -96,6 +96,9 @@ pub struct ContainerState {
     /// linux.personality: the container's execution domain, for `exec`'d processes too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// linux.memoryPolicy: `exec`'d processes get the container's NUMA policy too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
 }
 
 /// The spec's state document, shaped like runc's output (runtime.md#state).

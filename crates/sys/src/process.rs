@@ -143,6 +143,23 @@ pub fn set_personality(persona: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// set_mempolicy(mode | flags, nodes, maxnode) for the calling thread; inherited by
+/// its children and kept across execve.
+pub fn set_mempolicy(mode: i32, nodes: &[u64]) -> Result<(), Errno> {
+    let (ptr, maxnode) = if nodes.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        // The kernel reads maxnode - 1 bits.
+        (nodes.as_ptr(), nodes.len() as libc::c_ulong * 64 + 1)
+    };
+    // SAFETY: ptr is null or points at nodes.len() words, which maxnode does not exceed.
+    let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
 /// ioprio_set(IOPRIO_WHO_PROCESS, 0, value) for the calling process.
 pub fn set_io_priority(value: i32) -> Result<(), Errno> {
     const IOPRIO_WHO_PROCESS: i32 = 1;

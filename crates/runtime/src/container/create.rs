@@ -119,6 +119,10 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
         process: spec.process().clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         personality: spec.linux().as_ref().and_then(|l| l.personality().clone()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().clone()),
     };
     st.save(&opts.root)?;
     rollback.poststop = Some(st.clone());

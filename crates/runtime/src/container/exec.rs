@@ -97,6 +97,11 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     let mut plan = ProcessPlan::build(&opts.process, opts.preserve_fds, joined.joins_user())?;
     plan.attrs =
         crate::process::attrs::ProcessAttrs::build(&opts.process, st.personality.as_ref(), true)?;
+    plan.attrs.memory_policy = st
+        .memory_policy
+        .as_ref()
+        .map(crate::process::attrs::memory_policy)
+        .transpose()?;
     if let Some(s) = &st.seccomp {
         plan.seccomp = Some(crate::seccomp::compile(s)?);
     }

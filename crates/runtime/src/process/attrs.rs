@@ -5,7 +5,8 @@
 use super::plan::PlanError;
 use berth_sys::process::SchedAttr;
 use oci_spec::runtime::{
-    IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process,
+    IOPriorityClass, LinuxMemoryPolicy, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process,
 };
 use std::ffi::CString;
 
@@ -24,6 +25,8 @@ pub struct ProcessAttrs {
     pub affinity_initial: Option<CpuMask>,
     /// execCPUAffinity.final: set by the process itself once in the cgroup.
     pub affinity_final: Option<CpuMask>,
+    /// linux.memoryPolicy: set_mempolicy's mode (with flags) and node mask.
+    pub memory_policy: Option<(i32, Vec<u64>)>,
 }
 
 fn invalid(field: &str, problem: String, rule: &'static str) -> PlanError {
@@ -67,6 +70,73 @@ pub fn cpu_mask(field: &str, list: &str) -> Result<CpuMask, PlanError> {
         }
     }
     Ok(mask)
+}
+
+/// "0-3,7" → node mask words (the kernel's MAX_NUMNODES is at most 1024).
+fn node_mask(list: &str) -> Result<Vec<u64>, PlanError> {
+    let list = list.trim();
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mask = cpu_mask("linux.memoryPolicy.nodes", list).map_err(|_| {
+        invalid(
+            "linux.memoryPolicy.nodes",
+            format!("{list:?} is not a node list like 0-3,7 (nodes below 1024)"),
+            "config-linux.md#memory-policy",
+        )
+    })?;
+    let used = mask.iter().rposition(|w| *w != 0).map_or(0, |i| i + 1);
+    Ok(mask[..used].to_vec())
+}
+
+/// The set_mempolicy arguments for linux.memoryPolicy. The kernel checks most combinations
+/// itself (and reports EINVAL); the ones checked here get a message naming the rule.
+pub fn memory_policy(mp: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), PlanError> {
+    let mode = match mp.mode() {
+        MemoryPolicyModeType::MpolDefault => 0,
+        MemoryPolicyModeType::MpolPreferred => 1,
+        MemoryPolicyModeType::MpolBind => 2,
+        MemoryPolicyModeType::MpolInterleave => 3,
+        MemoryPolicyModeType::MpolLocal => 4,
+        MemoryPolicyModeType::MpolPreferredMany => 5,
+        MemoryPolicyModeType::MpolWeightedInterleave => 6,
+    };
+    let nodes = node_mask(mp.nodes().as_deref().unwrap_or(""))?;
+    let mut flags = 0;
+    for f in mp.flags().iter().flatten() {
+        flags |= match f {
+            MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
+            MemoryPolicyFlagType::MpolFRelativeNodes => 1 << 14,
+            MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let bad = |problem: String| {
+        invalid(
+            "linux.memoryPolicy",
+            problem,
+            "config-linux.md#memory-policy",
+        )
+    };
+    let name = mp.mode().to_string();
+    match mp.mode() {
+        MemoryPolicyModeType::MpolDefault | MemoryPolicyModeType::MpolLocal => {
+            if !nodes.is_empty() {
+                return Err(bad(format!("{name} takes no nodes")));
+            }
+            if flags != 0 {
+                return Err(bad(format!("{name} takes no flags")));
+            }
+        }
+        MemoryPolicyModeType::MpolPreferred => {}
+        _ if nodes.is_empty() => return Err(bad(format!("{name} needs nodes"))),
+        _ => {}
+    }
+    if flags & (3 << 14) == 3 << 14 {
+        return Err(bad(
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other".into(),
+        ));
+    }
+    Ok((mode | flags, nodes))
 }
 
 fn personality_flag(name: &str) -> Option<u64> {
@@ -213,5 +283,32 @@ mod tests {
         assert!(cpu_mask("f", "3-1").is_err());
         assert!(cpu_mask("f", "1024").is_err());
         assert!(cpu_mask("f", "a").is_err());
+    }
+
+    fn policy(json: &str) -> Result<(i32, Vec<u64>), PlanError> {
+        memory_policy(&serde_json::from_str(json).expect("parses"))
+    }
+
+    #[test]
+    fn memory_policies() {
+        assert_eq!(
+            policy(r#"{"mode":"MPOL_BIND","nodes":"0","flags":["MPOL_F_STATIC_NODES"]}"#).ok(),
+            Some((2 | 1 << 15, vec![1]))
+        );
+        assert_eq!(
+            policy(r#"{"mode":"MPOL_INTERLEAVE","nodes":"0-1,65"}"#).ok(),
+            Some((3, vec![3, 2]))
+        );
+        assert_eq!(
+            policy(r#"{"mode":"MPOL_DEFAULT","nodes":""}"#).ok(),
+            Some((0, vec![]))
+        );
+        assert!(policy(r#"{"mode":"MPOL_DEFAULT","nodes":"0-7"}"#).is_err());
+        assert!(policy(r#"{"mode":"MPOL_BIND"}"#).is_err());
+        assert!(policy(
+            r#"{"mode":"MPOL_PREFERRED","nodes":"0","flags":["MPOL_F_STATIC_NODES","MPOL_F_RELATIVE_NODES"]}"#
+        )
+        .is_err());
+        assert!(policy(r#"{"mode":"MPOL_PREFERRED","nodes":"x"}"#).is_err());
     }
 }

@@ -64,10 +64,11 @@ pub enum Step {
     Scheduler,
     Lsm,
     CpuAffinity,
+    MemoryPolicy,
 }
 
 impl Step {
-    const ALL: [Step; 44] = [
+    const ALL: [Step; 45] = [
         Step::WaitParent,
         Step::JoinNamespace,
         Step::UnshareCgroupNs,
@@ -112,6 +113,7 @@ impl Step {
         Step::Scheduler,
         Step::Lsm,
         Step::CpuAffinity,
+        Step::MemoryPolicy,
     ];
 
     fn from_u32(v: u32) -> Option<Step> {

@@ -183,6 +183,9 @@ fn attrs(a: &super::attrs::ProcessAttrs) -> R<()> {
     if let Some(m) = &a.affinity_final {
         berth_sys::process::set_affinity(0, m).map_err(fail(Step::CpuAffinity, 0))?;
     }
+    if let Some((mode, nodes)) = &a.memory_policy {
+        berth_sys::process::set_mempolicy(*mode, nodes).map_err(fail(Step::MemoryPolicy, 0))?;
+    }
     if let Some((file, value)) = &a.lsm {
         let f = rustix::fs::open(
             file.as_c_str(),

@@ -288,6 +288,7 @@ impl ProcessPlan {
             Scheduler => "setting process.scheduler (sched_setattr)".into(),
             Lsm => "setting the LSM label for exec (process.apparmorProfile / selinuxLabel)".into(),
             CpuAffinity => "setting process.execCPUAffinity.final".into(),
+            MemoryPolicy => "setting linux.memoryPolicy (set_mempolicy)".into(),
             Console => "opening a pty in the container's devpts".into(),
             ConsoleSend => "sending the pty master to --console-socket".into(),
             s => format!("{s:?}"),
@@ -349,6 +350,11 @@ impl InitPlan {
             linux.personality().as_ref(),
             false,
         )?;
+        process.attrs.memory_policy = linux
+            .memory_policy()
+            .as_ref()
+            .map(super::attrs::memory_policy)
+            .transpose()?;
         Ok(InitPlan {
             ns,
             hostname,
