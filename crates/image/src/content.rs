@@ -327,7 +327,10 @@ mod tests {
             }
             Ingest::Present => panic!("not committed yet"),
         }
-        assert!(matches!(cs.ingest(&d, 10).expect("ingest"), Ingest::Present));
+        assert!(matches!(
+            cs.ingest(&d, 10).expect("ingest"),
+            Ingest::Present
+        ));
         assert_eq!(cs.read(&d).expect("read"), data);
         assert_eq!(cs.list().expect("list"), vec![d.clone()]);
         // Wrong content: refused, nothing lands under blobs/.
@@ -343,7 +346,10 @@ mod tests {
         assert!(matches!(e, ContentError::SizeMismatch { .. }), "{e}");
         // A blob corrupted on disk is noticed on read.
         std::fs::write(cs.path(&d), b"tampered").expect("tamper");
-        assert!(matches!(cs.read(&d), Err(ContentError::DigestMismatch { .. })));
+        assert!(matches!(
+            cs.read(&d),
+            Err(ContentError::DigestMismatch { .. })
+        ));
         cs.remove(&d).expect("remove");
         assert!(cs.list().expect("list").is_empty());
     }

@@ -2,3 +2,4 @@
 //! (unpack into overlay snapshots), and what berth knows about each image (metadata).
 
 pub mod content;
+pub mod snapshot;
