@@ -242,6 +242,14 @@ impl Writer {
         &self.digest
     }
 
+    /// The bytes a killed pull left behind, to be read again (by the unpacker) before the
+    /// rest arrives.
+    pub fn prefix(&self) -> Result<std::io::Take<File>, ContentError> {
+        Ok(File::open(&self.path)
+            .map_err(io("open", &self.path))?
+            .take(self.written))
+    }
+
     /// Drops what was written and starts from byte 0.
     pub fn restart(&mut self) -> Result<(), ContentError> {
         self.file.set_len(0).map_err(io("truncate", &self.path))?;

@@ -97,6 +97,15 @@ pub struct Freed {
 }
 
 impl Images {
+    /// The image store under a berth root: `berth.redb` (metadata), `content/`, `snapshots/`.
+    pub fn open(root: &std::path::Path) -> Result<Images, ImageError> {
+        Ok(Images {
+            meta: Store::new(root.join("berth.redb")),
+            content: ContentStore::new(root.join("content")),
+            snapshots: Snapshots::open(root.join("snapshots"))?,
+        })
+    }
+
     /// All records, newest first.
     pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
         let mut all: Vec<ImageRecord> = self

@@ -4,4 +4,5 @@
 pub mod config;
 pub mod content;
 pub mod images;
+pub mod manifest;
 pub mod snapshot;

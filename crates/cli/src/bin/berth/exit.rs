@@ -1,0 +1,61 @@
+//! Exit codes: scripts can tell failures apart without parsing messages.
+//! 1 other, 2 usage (clap), 3 not found, 4 unauthorized or denied, 5 registry unreachable
+//! or failing, 6 conflict (in use), 7 bad content (digest mismatch, hostile layer, bad
+//! manifest).
+
+use berth_image::images::ImageError;
+use berth_image::pull::PullError;
+
+pub const NOT_FOUND: i32 = 3;
+pub const AUTH: i32 = 4;
+pub const REGISTRY: i32 = 5;
+pub const CONFLICT: i32 = 6;
+pub const CONTENT: i32 = 7;
+
+fn image(e: &ImageError) -> Option<i32> {
+    Some(match e {
+        ImageError::NotFound(_) | ImageError::Ambiguous(_) => NOT_FOUND,
+        ImageError::InUse { .. } | ImageError::ManyNames { .. } => CONFLICT,
+        ImageError::Content(_) => CONTENT,
+        _ => return None,
+    })
+}
+
+fn registry(e: &berth_distribution::Error) -> i32 {
+    if e.is_not_found() {
+        NOT_FOUND
+    } else if e.is_auth() {
+        AUTH
+    } else if e.is_content() {
+        CONTENT
+    } else {
+        REGISTRY
+    }
+}
+
+pub fn code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<ImageError>() {
+            if let Some(c) = image(e) {
+                return c;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<berth_distribution::Error>() {
+            return registry(e);
+        }
+        if let Some(e) = cause.downcast_ref::<PullError>() {
+            return match e {
+                PullError::Registry(r) => registry(r),
+                PullError::Image(i) => image(i).unwrap_or(1),
+                PullError::Manifest(_)
+                | PullError::Config(_)
+                | PullError::Content(_)
+                | PullError::Unpack(_)
+                | PullError::DiffId { .. }
+                | PullError::TooBig { .. } => CONTENT,
+                _ => 1,
+            };
+        }
+    }
+    1
+}

@@ -1,0 +1,70 @@
+//! berth: a daemonless container CLI in the habits of podman and docker. Argument parsing
+//! and output only; images live in berth-image, containers (next) in the engine.
+
+mod exit;
+mod image;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Run containers from images, without a daemon")]
+pub struct Cli {
+    /// Persistent storage: images, snapshots, metadata.
+    #[arg(long, global = true, default_value = "/var/lib/berth", env = "BERTH_ROOT")]
+    root: PathBuf,
+    /// Runtime state (tmpfs).
+    #[arg(long, global = true, default_value = "/run/berth", env = "BERTH_RUNROOT")]
+    runroot: PathBuf,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long = "log-level", global = true, default_value = "warn")]
+    log_level: tracing::Level,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull an image from a registry.
+    Pull(image::PullArgs),
+    /// Push an image to a registry.
+    Push(image::PushArgs),
+    /// List images.
+    Images(image::ListArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Remove images.
+    Rmi(image::RmiArgs),
+    /// Add a name to an image.
+    Tag(image::TagArgs),
+    /// Store credentials for a registry.
+    Login(image::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(image::LogoutArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log_level)
+        .with_target(false)
+        .without_time()
+        .init();
+    let res = match &cli.command {
+        Command::Pull(a) => image::pull(&cli, a),
+        Command::Push(a) => image::push(&cli, a),
+        Command::Images(a) => image::list(&cli, a),
+        Command::Image(c) => image::image(&cli, c),
+        Command::Rmi(a) => image::rmi(&cli, a),
+        Command::Tag(a) => image::tag(&cli, a),
+        Command::Login(a) => image::login(&cli, a),
+        Command::Logout(a) => image::logout(&cli, a),
+    };
+    if let Err(e) = res {
+        eprintln!("berth: {e:#}");
+        std::process::exit(exit::code(&e));
+    }
+}
