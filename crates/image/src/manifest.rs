@@ -60,7 +60,11 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    pub fn parse(digest: &Digest, media_type: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    pub fn parse(
+        digest: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Manifest, ManifestError> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| ManifestError::Parse {
             digest: digest.clone(),
             source,

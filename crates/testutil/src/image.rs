@@ -72,14 +72,22 @@ pub fn busybox_layer() -> Result<Vec<u8>> {
         Entry::Dir("etc", 0o755),
         Entry::File(
             "etc/passwd".into(),
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n".to_vec(),
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                .to_vec(),
             0o644,
         ),
-        Entry::File("etc/group".into(), b"root:x:0:\nnogroup:x:65534:\n".to_vec(), 0o644),
+        Entry::File(
+            "etc/group".into(),
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+            0o644,
+        ),
         Entry::Dir("root", 0o700),
         Entry::Dir("tmp", 0o1777),
     ];
-    for a in ["sh", "true", "false", "sleep", "cat", "ls", "echo", "id", "env", "httpd", "wget", "grep", "touch", "mkdir", "stat", "hostname"] {
+    for a in [
+        "sh", "true", "false", "sleep", "cat", "ls", "echo", "id", "env", "httpd", "wget", "grep",
+        "touch", "mkdir", "stat", "hostname",
+    ] {
         let link: &'static str = Box::leak(format!("bin/{a}").into_boxed_str());
         entries.push(Entry::Symlink(link, "busybox"));
     }
@@ -158,7 +166,10 @@ impl ImageBuilder {
     pub fn push(&self, registry: &str, name: &str, tag: &str) -> Result<String> {
         let dir = tempfile::tempdir()?;
         let id = self.write_layout(dir.path(), tag)?;
-        skopeo_copy(&format!("oci:{}:{tag}", dir.path().display()), &format!("docker://{registry}/{name}:{tag}"))?;
+        skopeo_copy(
+            &format!("oci:{}:{tag}", dir.path().display()),
+            &format!("docker://{registry}/{name}:{tag}"),
+        )?;
         Ok(id)
     }
 }
@@ -171,19 +182,29 @@ impl Default for ImageBuilder {
 
 pub fn skopeo_copy(from: &str, to: &str) -> Result<()> {
     let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false", "--src-tls-verify=false"])
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--src-tls-verify=false",
+        ])
         .args(["--insecure-policy", from, to])
         .output()
         .context("running skopeo (install the skopeo package)")?;
     if !out.status.success() {
-        bail!("skopeo copy {from} {to}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "skopeo copy {from} {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
 
 /// Deterministic, moderately compressible bytes (like binaries and text in real layers).
 pub fn filler(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         x ^= x << 13;

@@ -121,7 +121,8 @@ pub struct LogoutArgs {
 }
 
 pub fn open(cli: &Cli) -> Result<Images> {
-    Images::open(&cli.root).with_context(|| format!("opening the image store in {}", cli.root.display()))
+    Images::open(&cli.root)
+        .with_context(|| format!("opening the image store in {}", cli.root.display()))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -172,7 +173,9 @@ pub fn push(cli: &Cli, a: &PushArgs) -> Result<()> {
         None => a.image.parse()?,
     };
     let client = client()?;
-    let digest = runtime()?.block_on(berth_image::push::push(&images, &client, &rec, &dest, !a.quiet))?;
+    let digest = runtime()?.block_on(berth_image::push::push(
+        &images, &client, &rec, &dest, !a.quiet,
+    ))?;
     if a.quiet {
         println!("{digest}");
     } else {
@@ -213,7 +216,14 @@ pub fn list(cli: &Cli, a: &ListArgs) -> Result<()> {
         let mut seen = HashSet::new();
         for r in &all {
             if seen.insert(&r.id) {
-                println!("{}", if a.no_trunc { r.id.to_string() } else { r.id.short().to_string() });
+                println!(
+                    "{}",
+                    if a.no_trunc {
+                        r.id.to_string()
+                    } else {
+                        r.id.short().to_string()
+                    }
+                );
             }
         }
         return Ok(());
@@ -239,15 +249,31 @@ pub fn list(cli: &Cli, a: &ListArgs) -> Result<()> {
     }
     let mut rows = vec![];
     for r in &all {
-        let id = if a.no_trunc { r.id.to_string() } else { r.id.short().to_string() };
-        let names: Vec<String> = if r.names.is_empty() { vec!["<none>:<none>".into()] } else { r.names.clone() };
+        let id = if a.no_trunc {
+            r.id.to_string()
+        } else {
+            r.id.short().to_string()
+        };
+        let names: Vec<String> = if r.names.is_empty() {
+            vec!["<none>:<none>".into()]
+        } else {
+            r.names.clone()
+        };
         for n in names {
-            let (repo, tag) = if n == "<none>:<none>" { ("<none>".into(), "<none>".into()) } else { split_name(&n) };
+            let (repo, tag) = if n == "<none>:<none>" {
+                ("<none>".into(), "<none>".into())
+            } else {
+                split_name(&n)
+            };
             let mut row = vec![repo, tag];
             if a.digests {
                 row.push(r.manifest.to_string());
             }
-            row.extend([id.clone(), created_ago(r.created.as_deref()), progress::human(r.size)]);
+            row.extend([
+                id.clone(),
+                created_ago(r.created.as_deref()),
+                progress::human(r.size),
+            ]);
             rows.push(row);
         }
     }
@@ -338,7 +364,13 @@ pub fn rmi(cli: &Cli, a: &RmiArgs) -> Result<()> {
                 }
                 if deleted {
                     removed_any = true;
-                    println!("Deleted: {}", images.find(name).map(|r| r.id.to_string()).unwrap_or_else(|_| name.clone()));
+                    println!(
+                        "Deleted: {}",
+                        images
+                            .find(name)
+                            .map(|r| r.id.to_string())
+                            .unwrap_or_else(|_| name.clone())
+                    );
                 }
             }
             Err(e) => {
@@ -383,7 +415,9 @@ pub fn login(_cli: &Cli, a: &LoginArgs) -> Result<()> {
         std::io::stdin().read_line(&mut s)?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        a.password.clone().context("--password or --password-stdin is required")?
+        a.password
+            .clone()
+            .context("--password or --password-stdin is required")?
     };
     let mut creds = Credentials::load()?;
     creds.set(&a.registry, &user, &pass);

@@ -9,13 +9,27 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Run containers from images, without a daemon")]
+#[command(
+    name = "berth",
+    version,
+    about = "Run containers from images, without a daemon"
+)]
 pub struct Cli {
     /// Persistent storage: images, snapshots, metadata.
-    #[arg(long, global = true, default_value = "/var/lib/berth", env = "BERTH_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/berth",
+        env = "BERTH_ROOT"
+    )]
     root: PathBuf,
     /// Runtime state (tmpfs).
-    #[arg(long, global = true, default_value = "/run/berth", env = "BERTH_RUNROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/berth",
+        env = "BERTH_RUNROOT"
+    )]
     runroot: PathBuf,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log-level", global = true, default_value = "warn")]
