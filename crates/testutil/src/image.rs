@@ -218,3 +218,34 @@ pub fn filler(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Swaps the two diff_ids of the image tagged `tag` in an OCI layout (a config that lies
+/// about its layers), rewriting config, manifest and index so the digests stay valid.
+pub fn swap_diff_ids(dir: &Path, tag: &str) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    let read = |d: &str| -> Result<Value> { Ok(serde_json::from_slice(&std::fs::read(blobs.join(&d[7..]))?)?) };
+    let put = |v: &Value| -> Result<(String, usize)> {
+        let data = serde_json::to_vec(v)?;
+        let d = sha256(&data);
+        std::fs::write(blobs.join(&d[7..]), &data)?;
+        Ok((d, data.len()))
+    };
+    let mut index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
+    let m = index["manifests"]
+        .as_array_mut()
+        .context("index")?
+        .iter_mut()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .context("tag")?;
+    let mut manifest = read(m["digest"].as_str().context("digest")?)?;
+    let mut config = read(manifest["config"]["digest"].as_str().context("config")?)?;
+    config["rootfs"]["diff_ids"].as_array_mut().context("diff_ids")?.swap(0, 1);
+    let (cd, cn) = put(&config)?;
+    manifest["config"]["digest"] = json!(cd);
+    manifest["config"]["size"] = json!(cn);
+    let (md, mn) = put(&manifest)?;
+    m["digest"] = json!(md);
+    m["size"] = json!(mn);
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! `berth` image commands against a real registry (Debian's docker-registry on loopback),
+//! with images built here from busybox-static and pushed by skopeo.
+
+mod common;
+
+use berth_testutil::image::{filler, layer_tar, Entry, ImageBuilder};
+use berth_testutil::registry::Registry;
+use common::Out;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn berth() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        Store {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        Command::new(berth())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .output()
+            .expect("run berth")
+            .into()
+    }
+
+    fn blobs(&self) -> Vec<PathBuf> {
+        files(&self.root().join("content/blobs/sha256"))
+    }
+
+    /// Committed snapshot directories (not active/, locks/ or leftovers).
+    fn snapshots(&self) -> Vec<PathBuf> {
+        files(&self.root().join("snapshots"))
+            .into_iter()
+            .filter(|p| p.join("chainid").exists())
+            .collect()
+    }
+
+    fn leftovers(&self) -> Vec<PathBuf> {
+        files(&self.root().join("snapshots"))
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".tmp-")))
+            .collect()
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Every blob file hashes to its name: the store never holds unverified content.
+fn assert_blobs_verified(s: &Store) {
+    use sha2::Digest;
+    for b in s.blobs() {
+        let data = std::fs::read(&b).expect("read blob");
+        let hex: String = sha2::Sha256::digest(&data).iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(b.file_name().expect("name").to_string_lossy(), hex, "torn or wrong blob {}", b.display());
+    }
+}
+
+macro_rules! registry_or_skip {
+    () => {{
+        require_root!();
+        match Registry::start() {
+            Some(r) => r,
+            None => return,
+        }
+    }};
+}
+
+#[test]
+fn pull_list_inspect_tag_and_remove() {
+    let reg = registry_or_skip!();
+    let id = ImageBuilder::busybox()
+        .expect("image")
+        .push(&reg.addr(), "busybox", "latest")
+        .expect("push");
+    let s = Store::new();
+    let name = format!("{}/busybox:latest", reg.addr());
+    let o = s.run(&["pull", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), id);
+    // In a pipe: plain progress lines, no bars.
+    assert!(o.stderr.contains("Resolved") && o.stderr.contains("done"), "{}", o.stderr);
+    assert_eq!(s.snapshots().len(), 1);
+
+    // Warm: nothing fetched again.
+    let o = s.run(&["pull", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("already present"), "{}", o.stderr);
+    let o = s.run(&["pull", "-q", &name]);
+    assert_eq!((o.stdout.trim(), o.stderr.as_str()), (id.as_str(), ""));
+
+    let o = s.run(&["images", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    assert_eq!(v[0]["Names"][0], name.as_str());
+    assert_eq!(format!("sha256:{}", v[0]["Id"].as_str().expect("id")), id);
+    let o = s.run(&["images"]);
+    assert!(o.stdout.starts_with("REPOSITORY"), "{}", o.stdout);
+    assert!(o.stdout.contains(&id[7..19]), "{}", o.stdout);
+
+    let o = s.run(&["image", "inspect", &name]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    assert_eq!(v[0]["Config"]["Cmd"][0], "sh");
+    assert_eq!(v[0]["Os"], "linux");
+
+    assert_eq!(s.run(&["tag", &name, "local/other:v1"]).code, 0);
+    let o = s.run(&["images", "-q"]);
+    assert_eq!(o.stdout.lines().count(), 1, "one image, two names: {}", o.stdout);
+    // By id while it has two names: refused without --force.
+    let o = s.run(&["rmi", &id[7..19]]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    let o = s.run(&["rmi", "local/other:v1"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("Untagged: localhost/other:v1") || o.stdout.contains("Untagged: docker.io/local/other:v1"), "{}", o.stdout);
+    assert!(!s.blobs().is_empty());
+    let o = s.run(&["rmi", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("Deleted"), "{}", o.stdout);
+    assert!(s.blobs().is_empty(), "rmi collects the blobs");
+    assert!(s.snapshots().is_empty(), "and the snapshots");
+    let o = s.run(&["rmi", &name]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+}
+
+#[test]
+fn unknown_images_and_bad_references_fail_clearly() {
+    let reg = registry_or_skip!();
+    let s = Store::new();
+    let o = s.run(&["pull", &format!("{}/nothing:here", reg.addr())]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(o.stderr.contains("nothing"), "{}", o.stderr);
+    let o = s.run(&["pull", "UPPER/Case"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("invalid reference"), "{}", o.stderr);
+    let o = s.run(&["image", "inspect", "nope"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+}
+
+#[test]
+fn shared_layers_are_stored_once() {
+    let reg = registry_or_skip!();
+    let mut a = ImageBuilder::busybox().expect("image");
+    a.layer(layer_tar(&[Entry::File("a".into(), b"a".to_vec(), 0o644)]).expect("tar"));
+    let mut b = ImageBuilder::busybox().expect("image");
+    b.layer(layer_tar(&[Entry::File("b".into(), b"b".to_vec(), 0o644)]).expect("tar"));
+    a.push(&reg.addr(), "a", "v1").expect("push");
+    b.push(&reg.addr(), "b", "v1").expect("push");
+    let s = Store::new();
+    for n in ["a", "b"] {
+        let o = s.run(&["pull", "-q", &format!("{}/{n}:v1", reg.addr())]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    // busybox layer shared: 3 layers, 3 snapshots; blobs: 3 layers + 2 configs + 2 manifests.
+    assert_eq!(s.snapshots().len(), 3);
+    assert_eq!(s.blobs().len(), 7);
+    // Removing one image keeps what the other uses.
+    assert_eq!(s.run(&["rmi", &format!("{}/a:v1", reg.addr())]).code, 0);
+    assert_eq!(s.snapshots().len(), 2);
+    assert_eq!(s.blobs().len(), 4);
+    assert_blobs_verified(&s);
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_share_the_work() {
+    let reg = registry_or_skip!();
+    let mut img = ImageBuilder::busybox().expect("image");
+    for i in 0..3 {
+        img.layer(layer_tar(&[Entry::File(format!("f{i}"), filler(i, 4_000_000), 0o644)]).expect("tar"));
+    }
+    let id = img.push(&reg.addr(), "conc", "v1").expect("push");
+    let s = Store::new();
+    let name = format!("{}/conc:v1", reg.addr());
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(berth())
+                .arg("--root")
+                .arg(s.root())
+                .args(["pull", "-q", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for k in kids {
+        let o: Out = k.wait_with_output().expect("wait").into();
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert_eq!(o.stdout.trim(), id);
+    }
+    assert_eq!(s.snapshots().len(), 4);
+    assert!(s.leftovers().is_empty());
+    assert_blobs_verified(&s);
+    let o = s.run(&["images", "-q"]);
+    assert_eq!(o.stdout.lines().count(), 1);
+}
+
+#[test]
+fn a_pull_killed_at_any_point_is_finished_by_the_next() {
+    let reg = registry_or_skip!();
+    let mut img = ImageBuilder::busybox().expect("image");
+    for i in 0..3 {
+        img.layer(layer_tar(&[Entry::File(format!("big{i}"), filler(100 + i, 15_000_000), 0o644)]).expect("tar"));
+    }
+    let id = img.push(&reg.addr(), "killme", "v1").expect("push");
+    let name = format!("{}/killme:v1", reg.addr());
+    let s = Store::new();
+    // Kill at spread-out moments: before, during and after layers land.
+    for delay_ms in [5u64, 40, 120, 250, 400, 700] {
+        let mut k = Command::new(berth())
+            .arg("--root")
+            .arg(s.root())
+            .args(["pull", "-q", &name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = k.kill();
+        let _ = k.wait();
+        assert_blobs_verified(&s);
+    }
+    let o = s.run(&["pull", "-q", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), id);
+    assert_eq!(s.snapshots().len(), 4);
+    assert_blobs_verified(&s);
+    let f = s.root().join("snapshots");
+    let bytes = files(&f)
+        .into_iter()
+        .filter(|p| p.join("chainid").exists())
+        .map(|p| files(&p.join("fs")).len())
+        .sum::<usize>();
+    assert!(bytes > 0);
+    // prune clears leftovers of the killed pulls.
+    assert_eq!(s.run(&["image", "prune"]).code, 0);
+    assert!(s.leftovers().is_empty());
+    assert!(files(&s.root().join("content/ingest")).is_empty());
+}
+
+#[test]
+fn hostile_layers_are_refused_and_leave_nothing() {
+    let reg = registry_or_skip!();
+    // A tar entry climbing out of the layer root.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(4);
+    h.set_mode(0o644);
+    // set_path refuses "..": write the name bytes directly.
+    let name = b"../escaped-by-berth-test";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_cksum();
+    tar.append(&h, &b"evil"[..]).expect("append");
+    let evil = tar.into_inner().expect("tar");
+    let mut img = ImageBuilder::busybox().expect("image");
+    img.layer(evil);
+    img.push(&reg.addr(), "evil", "v1").expect("push");
+    let s = Store::new();
+    let o = s.run(&["pull", &format!("{}/evil:v1", reg.addr())]);
+    assert_eq!(o.code, 7, "{}", o.stderr);
+    assert!(o.stderr.contains("escaped-by-berth-test") && o.stderr.contains("sha256:"), "{}", o.stderr);
+    assert!(!s.root().join("snapshots/escaped-by-berth-test").exists());
+    assert!(!s.root().join("escaped-by-berth-test").exists());
+    let o = s.run(&["images", "-q"]);
+    assert_eq!(o.stdout, "", "no image recorded");
+    // The busybox layer may be kept (it was fine); the evil one is not committed.
+    assert!(s.snapshots().len() <= 1);
+    assert!(s.leftovers().is_empty());
+}
+
+#[test]
+fn a_wrong_diff_id_is_refused() {
+    let reg = registry_or_skip!();
+    let mut img = ImageBuilder::busybox().expect("image");
+    img.config["rootfs"]["diff_ids"] = serde_json::json!([]);
+    // write_layout fills diff_ids from the layers; corrupt it after by a second layer
+    // whose config entry we swap.
+    img.layer(layer_tar(&[Entry::File("x".into(), b"x".to_vec(), 0o644)]).expect("tar"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    img.write_layout(dir.path(), "v1").expect("layout");
+    berth_testutil::image::swap_diff_ids(dir.path(), "v1").expect("swap");
+    berth_testutil::image::skopeo_copy(
+        &format!("oci:{}:v1", dir.path().display()),
+        &format!("docker://{}/diffid:v1", reg.addr()),
+    )
+    .expect("push");
+    let s = Store::new();
+    let o = s.run(&["pull", &format!("{}/diffid:v1", reg.addr())]);
+    assert_eq!(o.code, 7, "{}", o.stderr);
+    assert!(o.stderr.contains("diff_ids"), "{}", o.stderr);
+}
