@@ -5,4 +5,6 @@ pub mod config;
 pub mod content;
 pub mod images;
 pub mod manifest;
+pub mod pull;
+pub mod push;
 pub mod snapshot;
