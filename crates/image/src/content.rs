@@ -181,6 +181,42 @@ impl ContentStore {
         Ok(Ingest::Write(w))
     }
 
+    /// Stores content whose digest is not known in advance (legacy archives): hashed with
+    /// sha256 into a private file, then renamed into place by the digest it turned out to have.
+    pub fn import(&self, r: &mut impl Read, size: u64) -> Result<Digest, ContentError> {
+        let dir = self.root.join("ingest");
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let mut tmp = tempfile_in(&dir)?;
+        let mut h = Hasher::new(berth_distribution::digest::Algorithm::Sha256);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n_total = 0u64;
+        loop {
+            let n = r.read(&mut buf).map_err(io("read", &dir))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            tmp.1.write_all(&buf[..n]).map_err(io("write", &tmp.0))?;
+            n_total += n as u64;
+        }
+        let d = h.finish();
+        if n_total != size {
+            let _ = std::fs::remove_file(&tmp.0);
+            return Err(ContentError::SizeMismatch {
+                digest: d,
+                expected: size,
+                actual: n_total,
+            });
+        }
+        tmp.1.sync_all().map_err(io("sync", &tmp.0))?;
+        let dest = self.path(&d);
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(io("create", p))?;
+        }
+        std::fs::rename(&tmp.0, &dest).map_err(io("rename", &tmp.0))?;
+        Ok(d)
+    }
+
     /// Removes a blob (garbage collection). Missing is fine.
     pub fn remove(&self, d: &Digest) -> Result<(), ContentError> {
         let path = self.path(d);
@@ -230,6 +266,22 @@ impl ContentStore {
         }
         Ok(())
     }
+}
+
+fn tempfile_in(dir: &Path) -> Result<(PathBuf, File), ContentError> {
+    for i in 0..1000u32 {
+        let p = dir.join(format!("import-{}-{i}", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(f) => {
+                // Held until the rename, so clean_ingest leaves it alone.
+                f.lock().map_err(io("lock", &p))?;
+                return Ok((p, f));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create", &p)(e)),
+        }
+    }
+    Err(io("create", dir)(std::io::Error::other("no free temporary name")))
 }
 
 impl Writer {

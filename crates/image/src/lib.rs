@@ -2,6 +2,7 @@
 //! (unpack into overlay snapshots), and what berth knows about each image (metadata).
 
 pub mod config;
+pub mod archive;
 pub mod content;
 pub mod images;
 pub mod manifest;

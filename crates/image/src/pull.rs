@@ -278,6 +278,39 @@ async fn warm(images: &Images, client: &Client, r: &Reference) -> Result<Option<
     Ok((digest == rec.manifest || Some(&digest) == rec.index.as_ref()).then_some(rec))
 }
 
+/// Commits a layer whose blob is already in the content store (load, or a snapshot
+/// collected while the blob was kept), checking its diff_id.
+pub(crate) fn commit_stored_layer(
+    images: &Images,
+    layer: &Layer,
+    parent: Option<&Digest>,
+    opts: &PullOptions,
+) -> Result<(), PullError> {
+    let compression = Compression::from_media_type(&layer.media_type)?;
+    let uopts = UnpackOptions {
+        whiteouts: match images.snapshots.driver() {
+            Driver::Overlay => Whiteouts::Overlay,
+            Driver::Copy => Whiteouts::Apply,
+        },
+        layer: layer.digest.to_string(),
+        max_size: opts.max_layer_size,
+        same_owner: opts.same_owner,
+    };
+    images.snapshots.commit(&layer.chain_id, parent, |fs, _| {
+        let f = images.content.open(&layer.digest)?;
+        let out = unpack::unpack(std::io::BufReader::with_capacity(1 << 20, f), compression, fs, &uopts)?;
+        if out.diff_id != layer.diff_id {
+            return Err(PullError::DiffId {
+                layer: layer.digest.clone(),
+                expected: layer.diff_id.clone(),
+                actual: out.diff_id,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
 struct LayerJob {
     images: Arc<Images>,
     client: Client,

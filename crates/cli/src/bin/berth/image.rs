@@ -104,6 +104,24 @@ pub struct TagArgs {
 }
 
 #[derive(Args)]
+pub struct SaveArgs {
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of stdin.
+    #[arg(short, long)]
+    input: Option<std::path::PathBuf>,
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 pub struct LoginArgs {
     registry: String,
     #[arg(short, long)]
@@ -433,5 +451,60 @@ pub fn login(_cli: &Cli, a: &LoginArgs) -> Result<()> {
 pub fn logout(_cli: &Cli, a: &LogoutArgs) -> Result<()> {
     Credentials::erase(&a.registry)?;
     eprintln!("Removed login credentials for {}", a.registry);
+    Ok(())
+}
+
+pub fn save(cli: &Cli, a: &SaveArgs) -> Result<()> {
+    let images = open(cli)?;
+    let mut chosen = vec![];
+    for name in &a.images {
+        let rec = images.find(name)?;
+        let full = name
+            .parse::<Reference>()
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|n| rec.names.contains(n))
+            .or_else(|| rec.names.first().cloned());
+        chosen.push((rec, full));
+    }
+    match &a.output {
+        Some(p) => {
+            let tmp = p.with_extension("partial");
+            let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            berth_image::archive::save(&images, &chosen, std::io::BufWriter::new(f))?;
+            std::fs::rename(&tmp, p)?;
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                anyhow::bail!("refusing to write a tar to a terminal: use -o FILE or a pipe");
+            }
+            berth_image::archive::save(&images, &chosen, std::io::BufWriter::new(std::io::stdout().lock()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn load(cli: &Cli, a: &LoadArgs) -> Result<()> {
+    let images = open(cli)?;
+    let opts = PullOptions::default();
+    let recs = match &a.input {
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            berth_image::archive::load(&images, std::io::BufReader::new(f), &opts)?
+        }
+        None => berth_image::archive::load(&images, std::io::stdin().lock(), &opts)?,
+    };
+    for r in recs {
+        if a.quiet {
+            println!("{}", r.id);
+        } else if r.names.is_empty() {
+            println!("Loaded image ID: {}", r.id);
+        } else {
+            for n in &r.names {
+                println!("Loaded image: {n}");
+            }
+        }
+    }
     Ok(())
 }

@@ -53,6 +53,10 @@ enum Command {
     Rmi(image::RmiArgs),
     /// Add a name to an image.
     Tag(image::TagArgs),
+    /// Write images to a tar (OCI layout and docker-archive in one).
+    Save(image::SaveArgs),
+    /// Read images from an OCI layout or docker-archive tar.
+    Load(image::LoadArgs),
     /// Store credentials for a registry.
     Login(image::LoginArgs),
     /// Remove stored credentials for a registry.
@@ -74,6 +78,8 @@ fn main() {
         Command::Image(c) => image::image(&cli, c),
         Command::Rmi(a) => image::rmi(&cli, a),
         Command::Tag(a) => image::tag(&cli, a),
+        Command::Save(a) => image::save(&cli, a),
+        Command::Load(a) => image::load(&cli, a),
         Command::Login(a) => image::login(&cli, a),
         Command::Logout(a) => image::logout(&cli, a),
     };
