@@ -15,4 +15,9 @@ procps
 qemu-system-x86
 linux-image-amd64
 cpio
+skopeo
+umoci
+docker-registry
+apache2-utils
+openssl
 EOF
