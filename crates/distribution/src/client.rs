@@ -1,0 +1,717 @@
+//! The registry client's transport: one place that sends a request to a registry with
+//! authentication (bearer token or basic, one retry after a 401 with a fresh token),
+//! retries with backoff (connect errors, 5xx, 429 with Retry-After, no response within the
+//! stall timeout) and redirects (the Authorization header goes only to the registry's own
+//! scheme, host and port). The operations (manifests, blobs, uploads) are in their own
+//! modules and build on [`Client::send`].
+
+use crate::auth::{parse_challenge, AuthCache, Challenge, Scope, TokenResponse};
+use crate::config::{ClientConfig, Endpoint};
+use crate::credentials::{Credentials, Login};
+use crate::error::{chain, Error, ErrorKind, Reply, Target};
+use crate::reference::Reference;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::{Method, Response, StatusCode, Url};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A registry client. Cheap to clone: clones share the HTTP connection pools and the token
+/// cache.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: ClientConfig,
+    credentials: Credentials,
+    auth: AuthCache,
+    /// HTTP clients by (host, insecure): each host may trust its own CAs.
+    http: Mutex<HashMap<(String, bool), Transport>>,
+}
+
+#[derive(Clone)]
+struct Transport {
+    http: reqwest::Client,
+    plain: bool,
+}
+
+/// A request body that can be made again for a retry (a file is reopened).
+pub(crate) type BodyFn<'a> = &'a (dyn Fn() -> Result<reqwest::Body, Error> + Send + Sync);
+
+/// One request to a registry endpoint.
+pub(crate) struct Req<'a> {
+    pub method: Method,
+    pub endpoint: &'a Endpoint,
+    /// A path below the endpoint (`/v2/...`) or an absolute URL the registry gave.
+    pub path: &'a str,
+    pub headers: HeaderMap,
+    pub body: Option<BodyFn<'a>>,
+    pub scope: Scope,
+    pub target: &'a Target,
+    /// Retry on connect errors, 5xx and 429. Off for requests that must not be repeated.
+    pub retry: bool,
+    /// Wait at most the stall timeout for the response head. Off for uploads, whose
+    /// response comes only after the whole body is sent.
+    pub head_timeout: bool,
+}
+
+const MAX_REDIRECTS: u32 = 10;
+/// Retry-After beyond this is not waited for: the attempt fails instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl Client {
+    pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Client, Error> {
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                credentials,
+                auth: AuthCache::default(),
+                http: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// GET /v2/ on `registry` with the stored credentials: Ok if they are accepted (or
+    /// none are needed), [`Error::Unauthorized`] if not.
+    pub async fn check_login(&self, registry: &str) -> Result<(), Error> {
+        let probe: Reference =
+            format!("{registry}/probe")
+                .parse()
+                .map_err(|_| Error::BadRegistryName {
+                    target: Target {
+                        registry: registry.into(),
+                        repository: String::new(),
+                        object: "API version check".into(),
+                        spec: "determining support",
+                    },
+                    registry: registry.into(),
+                })?;
+        let endpoint = Endpoint {
+            host: probe.api_host().into(),
+            repository: String::new(),
+            insecure: false,
+            mirror: false,
+            auth_host: probe.registry().into(),
+        };
+        let endpoint = self
+            .inner
+            .config
+            .endpoints(probe.registry(), probe.api_host(), "probe", false)?
+            .into_iter()
+            .next()
+            .map(|e| Endpoint {
+                repository: String::new(),
+                ..e
+            })
+            .unwrap_or(endpoint);
+        let target = endpoint_target(&endpoint, "API version check".into(), "determining support");
+        let resp = self
+            .send(Req {
+                method: Method::GET,
+                endpoint: &endpoint,
+                path: "/v2/",
+                headers: HeaderMap::new(),
+                body: None,
+                scope: Scope::none(),
+                target: &target,
+                retry: true,
+                head_timeout: true,
+            })
+            .await?;
+        expect_success(resp, &target).await.map(drop)
+    }
+
+    /// Endpoints for a pull (mirrors, then the origin) or a push (the origin).
+    pub(crate) fn endpoints(&self, r: &Reference, pull: bool) -> Result<Vec<Endpoint>, Error> {
+        self.inner
+            .config
+            .endpoints(r.registry(), r.api_host(), r.repository(), pull)
+    }
+
+    /// Runs `op` against each pull endpoint in order until one succeeds; mirror failures
+    /// are logged and the next endpoint tried, the origin's failure is returned.
+    pub(crate) async fn on_pull_endpoints<T, F, Fut>(
+        &self,
+        r: &Reference,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Endpoint) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let endpoints = self.endpoints(r, true)?;
+        let last = endpoints.len().saturating_sub(1);
+        for (i, ep) in endpoints.into_iter().enumerate() {
+            let (mirror, host) = (ep.mirror, ep.host.clone());
+            match op(ep).await {
+                Ok(v) => {
+                    if mirror {
+                        tracing::info!(mirror = %host, reference = %r, what, "served by mirror");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if i < last => {
+                    tracing::warn!(endpoint = %host, reference = %r, what, error = %e, "trying the next endpoint");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Blocked {
+            registry: r.name(),
+            source_file: "the configuration (no endpoints)".into(),
+        })
+    }
+
+    fn transport(&self, host: &str, insecure: bool) -> Result<Transport, Error> {
+        let mut map = self.inner.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get(&(host.to_string(), insecure)) {
+            return Ok(t.clone());
+        }
+        let config = &self.inner.config;
+        let cas = config.ca_files(host);
+        let plain = config.plain_http(host, insecure, !cas.is_empty());
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.stall_timeout)
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(config.user_agent.clone());
+        for path in &cas {
+            let pem = std::fs::read(path).map_err(|source| Error::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                Error::Certificate {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|source| Error::HttpClient {
+            registry: host.into(),
+            source,
+        })?;
+        let t = Transport { http, plain };
+        map.insert((host.to_string(), insecure), t.clone());
+        Ok(t)
+    }
+
+    pub(crate) fn base_url(&self, ep: &Endpoint) -> Result<Url, Error> {
+        let t = self.transport(&ep.host, ep.insecure)?;
+        let scheme = if t.plain { "http" } else { "https" };
+        Url::parse(&format!("{scheme}://{}/", ep.host)).map_err(|e| Error::Protocol {
+            target: endpoint_target(ep, "base URL".into(), "API"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `path` (absolute, or relative to the endpoint as registries' Location headers
+    /// are) as a URL.
+    pub(crate) fn resolve(&self, ep: &Endpoint, path: &str, target: &Target) -> Result<Url, Error> {
+        self.base_url(ep)?.join(path).map_err(|e| Error::Protocol {
+            target: target.clone(),
+            reason: format!("bad URL {path:?}: {e}"),
+        })
+    }
+
+    fn login(&self, ep: &Endpoint) -> Result<Option<Login>, Error> {
+        self.inner.credentials.lookup(&ep.auth_host, &ep.repository)
+    }
+
+    /// The Authorization header to send before any 401: a cached token, or a new one when
+    /// the host's challenge is known, or basic auth for a basic host.
+    async fn preemptive_auth(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+    ) -> Result<Option<HeaderValue>, Error> {
+        match self.inner.auth.challenge(&ep.host) {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(login.map(basic_header)),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if let Some(t) = self.inner.auth.token(&ep.host, scope) {
+                    return Ok(Some(bearer_header(&t)));
+                }
+                let t = self
+                    .fetch_token(ep, &realm, service.as_deref(), scope, login, target)
+                    .await?;
+                Ok(Some(bearer_header(&t)))
+            }
+        }
+    }
+
+    /// GET realm?service=…&scope=… (with basic auth when there is a login).
+    async fn fetch_token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+    ) -> Result<String, Error> {
+        let mut url = Url::parse(realm).map_err(|e| Error::BadChallenge {
+            target: target.clone(),
+            header: realm.into(),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in &scope.0 {
+                q.append_pair("scope", s);
+            }
+        }
+        let authority = authority(&url);
+        let t = self.transport(&authority, ep.insecure)?;
+        let token_err = |status: String, detail: String| Error::Token {
+            target: target.clone(),
+            realm: realm.into(),
+            status,
+            detail,
+        };
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut rb = t.http.get(url.clone());
+            if let Some(l) = login {
+                rb = rb.header(AUTHORIZATION, basic_header(l));
+            }
+            let result = tokio::time::timeout(self.inner.config.stall_timeout, rb.send()).await;
+            let retryable = match result {
+                Ok(Ok(resp))
+                    if !(resp.status().is_server_error()
+                        || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
+                    break resp
+                }
+                Ok(Ok(resp)) => resp.status().to_string(),
+                Ok(Err(e)) => chain(&e),
+                Err(_) => format!("no response in {:?}", self.inner.config.stall_timeout),
+            };
+            if attempt > self.inner.config.retries {
+                return Err(token_err(format!("{attempt} attempt(s) failed"), retryable));
+            }
+            tokio::time::sleep(self.backoff(attempt)).await;
+        };
+        let status = resp.status();
+        let body = read_limited(resp, 1 << 20).await.unwrap_or_default();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized {
+                target: target.clone(),
+                reply: Reply::parse(status.as_u16(), &body),
+                had_credentials: login.is_some(),
+            });
+        }
+        if !status.is_success() {
+            return Err(token_err(
+                status.to_string(),
+                String::from_utf8_lossy(&body).chars().take(200).collect(),
+            ));
+        }
+        let token = serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| {
+                token_err(
+                    status.to_string(),
+                    "the answer has no \"token\" or \"access_token\"".into(),
+                )
+            })?;
+        tracing::debug!(host = %ep.host, scope = ?scope.0, "new registry token");
+        let value = token.value.clone();
+        self.inner.auth.set_token(&ep.host, scope, token);
+        Ok(value)
+    }
+
+    /// Exponential backoff with jitter: base·2^(attempt-1), capped, times 0.5–1.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let c = &self.inner.config;
+        let exp = c
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        exp.min(c.backoff_max).mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// Sends `req`, handling authentication, retries and redirects. Returns the response
+    /// whatever its status, except that a 401 that survives a fresh token and 5xx/429 or
+    /// connection failures that survive the retries become errors.
+    pub(crate) async fn send(&self, req: Req<'_>) -> Result<Response, Error> {
+        let config = &self.inner.config;
+        let ep = req.endpoint;
+        let login = self.login(ep)?;
+        let base = self.base_url(ep)?;
+        let mut url = self.resolve(ep, req.path, req.target)?;
+        let mut auth = self
+            .preemptive_auth(ep, &req.scope, login.as_ref(), req.target)
+            .await?;
+        let mut auth_retried = false;
+        let mut redirects = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let same_origin = same_origin(&url, &base);
+            let transport = if same_origin {
+                self.transport(&ep.host, ep.insecure)?
+            } else {
+                self.transport(&authority(&url), ep.insecure)?
+            };
+            let mut rb = transport
+                .http
+                .request(req.method.clone(), url.clone())
+                .headers(req.headers.clone());
+            if let (true, Some(a)) = (same_origin, &auth) {
+                rb = rb.header(AUTHORIZATION, a.clone());
+            }
+            if let Some(body) = req.body {
+                rb = rb.body(body()?);
+            }
+            let sent = if req.head_timeout {
+                match tokio::time::timeout(config.stall_timeout, rb.send()).await {
+                    Ok(r) => r.map_err(SendError::Http),
+                    Err(_) => Err(SendError::Stall),
+                }
+            } else {
+                rb.send().await.map_err(SendError::Http)
+            };
+            let failure = match sent {
+                Err(e) => {
+                    let detail = if matches!(e, SendError::Stall) {
+                        format!("no response within {:?}", config.stall_timeout)
+                    } else {
+                        chain(e.inner())
+                    };
+                    // TLS and DNS failures do not get better by retrying.
+                    if !req.retry || is_permanent(e.inner()) || attempt > config.retries {
+                        return Err(Error::Connect {
+                            target: req.target.clone(),
+                            url: url.to_string(),
+                            attempts: attempt,
+                            detail,
+                        });
+                    }
+                    tracing::debug!(%url, attempt, %detail, "request failed; retrying");
+                    None
+                }
+                Ok(resp) => Some(resp),
+            };
+            let Some(resp) = failure else {
+                tokio::time::sleep(self.backoff(attempt)).await;
+                continue;
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && same_origin {
+                if auth_retried {
+                    return Err(Error::Unauthorized {
+                        target: req.target.clone(),
+                        reply: Reply::parse(
+                            401,
+                            &read_limited(resp, 1 << 16).await.unwrap_or_default(),
+                        ),
+                        had_credentials: login.is_some(),
+                    });
+                }
+                auth_retried = true;
+                attempt -= 1;
+                auth = self
+                    .answer_challenge(ep, &req.scope, login.as_ref(), req.target, resp)
+                    .await?;
+                continue;
+            }
+            if req.retry
+                && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+                && attempt <= config.retries
+            {
+                let wait = retry_after(resp.headers())
+                    .filter(|d| *d <= MAX_RETRY_AFTER)
+                    .unwrap_or_else(|| self.backoff(attempt));
+                tracing::debug!(%url, %status, attempt, ?wait, "registry busy or failing; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+                return Err(Error::Status {
+                    target: req.target.clone(),
+                    reply: Reply::parse(status.as_u16(), &body),
+                    attempts: attempt,
+                });
+            }
+            let follow = status.is_redirection()
+                && (req.method == Method::GET || req.method == Method::HEAD)
+                && status != StatusCode::NOT_MODIFIED;
+            if follow {
+                redirects += 1;
+                let loc = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| Error::Protocol {
+                        target: req.target.clone(),
+                        reason: format!("{status} without a Location"),
+                    })?;
+                if redirects > MAX_REDIRECTS {
+                    return Err(Error::Protocol {
+                        target: req.target.clone(),
+                        reason: format!("more than {MAX_REDIRECTS} redirects"),
+                    });
+                }
+                url = url.join(loc).map_err(|e| Error::Protocol {
+                    target: req.target.clone(),
+                    reason: format!("redirect to a bad URL {loc:?}: {e}"),
+                })?;
+                if url.scheme() != "https" && url.scheme() != "http" {
+                    return Err(Error::Protocol {
+                        target: req.target.clone(),
+                        reason: format!("redirect to {url}"),
+                    });
+                }
+                tracing::debug!(to = %url, "following redirect");
+                attempt -= 1;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// After a 401: remember the challenge and get what it asks for.
+    async fn answer_challenge(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+        resp: Response,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let header = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let Some(header) = header else {
+            let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+            return Err(Error::Unauthorized {
+                target: target.clone(),
+                reply: Reply::parse(401, &body),
+                had_credentials: login.is_some(),
+            });
+        };
+        let challenge = parse_challenge(&header).map_err(|reason| Error::BadChallenge {
+            target: target.clone(),
+            header: header.clone(),
+            reason,
+        })?;
+        self.inner.auth.set_challenge(&ep.host, challenge.clone());
+        match challenge {
+            Challenge::Basic => match login {
+                Some(l) => Ok(Some(basic_header(l))),
+                None => {
+                    let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+                    Err(Error::Unauthorized {
+                        target: target.clone(),
+                        reply: Reply::parse(401, &body),
+                        had_credentials: false,
+                    })
+                }
+            },
+            Challenge::Bearer { realm, service, .. } => {
+                self.inner.auth.forget_token(&ep.host, scope);
+                let t = self
+                    .fetch_token(ep, &realm, service.as_deref(), scope, login, target)
+                    .await?;
+                Ok(Some(bearer_header(&t)))
+            }
+        }
+    }
+}
+
+/// Why no response came.
+enum SendError {
+    /// Nothing within the stall timeout.
+    Stall,
+    Http(reqwest::Error),
+}
+
+impl SendError {
+    fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            SendError::Stall => &StallError,
+            SendError::Http(e) => e,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no response")]
+struct StallError;
+
+/// Errors that retrying will not fix: certificate problems and unknown hosts.
+fn is_permanent(e: &(dyn std::error::Error + 'static)) -> bool {
+    let text = chain(e).to_ascii_lowercase();
+    text.contains("certificate")
+        || text.contains("invalid peer")
+        || text.contains("dns error")
+        || text.contains("failed to lookup address")
+        || text.contains("builder error")
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn authority(u: &Url) -> String {
+    let host = u.host_str().unwrap_or_default();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+fn basic_header(l: &Login) -> HeaderValue {
+    use base64::Engine as _;
+    let v =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", l.username, l.password));
+    let mut h = HeaderValue::from_str(&format!("Basic {v}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.set_sensitive(true);
+    h
+}
+
+fn bearer_header(token: &str) -> HeaderValue {
+    let mut h = HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.set_sensitive(true);
+    h
+}
+
+/// Retry-After as delta-seconds or an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+pub(crate) fn endpoint_target(ep: &Endpoint, object: String, spec: &'static str) -> Target {
+    Target {
+        registry: ep.host.clone(),
+        repository: ep.repository.clone(),
+        object,
+        spec,
+    }
+}
+
+/// Reads at most `limit` bytes of a body; `None` if it is longer.
+pub(crate) async fn read_limited(mut resp: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+        if out.len() + chunk.len() > limit {
+            return Err(ReadError::TooLong);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Http(reqwest::Error),
+    TooLong,
+}
+
+/// A 2xx response, or the error its status and body describe.
+pub(crate) async fn expect_success(resp: Response, target: &Target) -> Result<Response, Error> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    Err(status_error(resp, target).await)
+}
+
+pub(crate) async fn status_error(resp: Response, target: &Target) -> Error {
+    let status = resp.status().as_u16();
+    let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+    let reply = Reply::parse(status, &body);
+    let target = target.clone();
+    const NOT_FOUND: &[&str] = &["NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN"];
+    if status == 404 || NOT_FOUND.iter().any(|c| reply.has_code(c)) {
+        Error::NotFound { target, reply }
+    } else if status == 403 || reply.has_code("DENIED") {
+        Error::Denied { target, reply }
+    } else if status == 401 || reply.has_code("UNAUTHORIZED") {
+        Error::Unauthorized {
+            target,
+            reply,
+            had_credentials: true,
+        }
+    } else {
+        Error::Status {
+            target,
+            reply,
+            attempts: 1,
+        }
+    }
+}
+
+/// Whether to try the next endpoint makes sense after this error.
+pub(crate) fn is_not_found(e: &Error) -> bool {
+    e.kind() == ErrorKind::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_retry_after() {
+        let a = Url::parse("http://127.0.0.1:5000/v2/x").expect("url");
+        let b = Url::parse("http://127.0.0.1:5000/").expect("url");
+        let c = Url::parse("http://127.0.0.1:5001/v2/x").expect("url");
+        let d = Url::parse("https://127.0.0.1:5000/v2/x").expect("url");
+        assert!(same_origin(&a, &b));
+        assert!(!same_origin(&c, &b));
+        assert!(!same_origin(&d, &b));
+        assert_eq!(authority(&c), "127.0.0.1:5001");
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let client = Client::new(ClientConfig::default(), Credentials::none()).expect("client");
+        let d1 = client.backoff(1);
+        assert!(d1 >= Duration::from_millis(250) && d1 <= Duration::from_millis(500));
+        let d10 = client.backoff(10);
+        assert!(d10 <= Duration::from_secs(10) && d10 >= Duration::from_secs(5));
+    }
+}
