@@ -80,18 +80,24 @@ impl Client {
     /// GET /v2/ on `registry` with the stored credentials: Ok if they are accepted (or
     /// none are needed), [`Error::Unauthorized`] if not.
     pub async fn check_login(&self, registry: &str) -> Result<(), Error> {
-        let probe: Reference =
-            format!("{registry}/probe")
-                .parse()
-                .map_err(|_| Error::BadRegistryName {
-                    target: Target {
-                        registry: registry.into(),
-                        repository: String::new(),
-                        object: "API version check".into(),
-                        spec: "determining support",
-                    },
-                    registry: registry.into(),
-                })?;
+        let bad = || Error::BadRegistryName {
+            target: Target::new(
+                registry,
+                "",
+                "API version check".into(),
+                "determining support",
+            ),
+            registry: registry.into(),
+        };
+        // Parse as a reference to share its host rules and Docker Hub's naming; a name
+        // that does not parse back as the registry (no dot, port or localhost) is no host.
+        let probe: Reference = format!("{registry}/probe").parse().map_err(|_| bad())?;
+        if probe.registry() != registry
+            && !(probe.registry() == crate::reference::DOCKER_HUB
+                && matches!(registry, "index.docker.io" | "registry-1.docker.io"))
+        {
+            return Err(bad());
+        }
         let endpoint = Endpoint {
             host: probe.api_host().into(),
             repository: String::new(),
@@ -618,12 +624,7 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
 }
 
 pub(crate) fn endpoint_target(ep: &Endpoint, object: String, spec: &'static str) -> Target {
-    Target {
-        registry: ep.host.clone(),
-        repository: ep.repository.clone(),
-        object,
-        spec,
-    }
+    Target::new(&ep.host, &ep.repository, object, spec)
 }
 
 /// Reads at most `limit` bytes of a body; `None` if it is longer.

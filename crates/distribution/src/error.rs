@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a request was about: `registry/repository: object`, plus the section of the
-/// distribution spec that defines the exchange.
+/// distribution spec that defines the exchange. Boxed, so errors stay small.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target(Box<TargetFields>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFields {
     /// The host the request went to (a mirror's host when a mirror answered).
     pub registry: String,
     /// Empty for registry-wide requests (`GET /v2/`).
@@ -20,6 +23,24 @@ pub struct Target {
     pub object: String,
     /// "pulling manifests", "pushing blobs", … (distribution-spec section).
     pub spec: &'static str,
+}
+
+impl Target {
+    pub fn new(registry: &str, repository: &str, object: String, spec: &'static str) -> Target {
+        Target(Box::new(TargetFields {
+            registry: registry.into(),
+            repository: repository.into(),
+            object,
+            spec,
+        }))
+    }
+}
+
+impl std::ops::Deref for Target {
+    type Target = TargetFields;
+    fn deref(&self) -> &TargetFields {
+        &self.0
+    }
 }
 
 impl fmt::Display for Target {

@@ -2,6 +2,8 @@
 //! /bin/busybox and its applets as symlinks, and a config.json shaped like
 //! `runc spec`'s (without a terminal). No network, no image store.
 
+pub mod registry;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
