@@ -15,4 +15,7 @@ procps
 qemu-system-x86
 linux-image-amd64
 cpio
+docker-registry
+openssl
+apache2-utils
 EOF
