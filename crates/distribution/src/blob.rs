@@ -3,7 +3,9 @@
 //! "Pushing blobs", "Mounting a blob from another repository").
 
 use crate::auth::Scope;
-use crate::client::{endpoint_target, expect_success, status_error, Client, Req};
+use crate::client::{
+    endpoint_target, expect_success, status_error, Client, Patience, Progress, Req,
+};
 use crate::config::Endpoint;
 use crate::digest::Digest;
 use crate::error::{chain, Error, Target};
@@ -14,7 +16,7 @@ use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE,
 };
 use reqwest::{Method, Response, StatusCode};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -91,7 +93,7 @@ impl Download {
                 scope: Scope::pull(&self.endpoint.repository),
                 target: &self.target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         let resp = expect_success(resp, &self.target).await?;
@@ -280,7 +282,7 @@ impl Client {
                 scope,
                 target: &target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -334,7 +336,7 @@ impl Client {
                 scope: Scope::push(&ep.repository).and(Scope::pull(from_repository)),
                 target: &target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         match resp.status() {
@@ -362,7 +364,7 @@ impl Client {
                 scope: Scope::push(&ep.repository),
                 target,
                 retry: false,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await;
         if let Err(e) = result {
@@ -427,7 +429,7 @@ impl Client {
                 scope: Scope::push(&ep.repository),
                 target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         let resp = expect_success(resp, target).await?;
@@ -448,7 +450,9 @@ impl Client {
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         let file = path.to_path_buf();
-        let body = move || file_body(&file, 0, size);
+        let progress = Progress::new();
+        let p = progress.clone();
+        let body = move || file_body(&file, 0, size, &p);
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
@@ -465,7 +469,7 @@ impl Client {
                 scope: Scope::push(&ep.repository),
                 target,
                 retry: false,
-                head_timeout: false,
+                patience: Patience::Upload(&progress),
             })
             .await?;
         finish_upload(resp, target, digest).await
@@ -486,7 +490,9 @@ impl Client {
         while start < size {
             let len = chunk.min(size - start);
             let file = path.to_path_buf();
-            let body = move || file_body(&file, start, len);
+            let progress = Progress::new();
+            let p = progress.clone();
+            let body = move || file_body(&file, start, len, &p);
             let mut headers = HeaderMap::new();
             headers.insert(
                 CONTENT_TYPE,
@@ -506,7 +512,7 @@ impl Client {
                     scope: Scope::push(&ep.repository),
                     target,
                     retry: false,
-                    head_timeout: false,
+                    patience: Patience::Upload(&progress),
                 })
                 .await?;
             let resp = expect_success(resp, target).await?;
@@ -527,7 +533,7 @@ impl Client {
                 scope: Scope::push(&ep.repository),
                 target,
                 retry: false,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         finish_upload(resp, target, digest).await
@@ -571,17 +577,23 @@ fn location_of(resp: &Response) -> Option<String> {
 }
 
 /// `len` bytes of the file from `start`, streamed.
-fn file_body(path: &PathBuf, start: u64, len: u64) -> Result<reqwest::Body, Error> {
+fn file_body(
+    path: &Path,
+    start: u64,
+    len: u64,
+    progress: &Progress,
+) -> Result<reqwest::Body, Error> {
     use std::io::{Seek as _, SeekFrom};
     let read_err = |source| Error::ReadFile {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let mut f = std::fs::File::open(path).map_err(read_err)?;
     f.seek(SeekFrom::Start(start)).map_err(read_err)?;
     let file = tokio::fs::File::from_std(f);
     let limited = tokio::io::AsyncReadExt::take(file, len);
-    Ok(reqwest::Body::wrap_stream(
-        tokio_util::io::ReaderStream::with_capacity(limited, 256 << 10),
-    ))
+    let progress = progress.clone();
+    let chunks = tokio_util::io::ReaderStream::with_capacity(limited, 256 << 10)
+        .inspect(move |_| progress.touch());
+    Ok(reqwest::Body::wrap_stream(chunks))
 }

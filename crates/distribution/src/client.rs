@@ -52,9 +52,50 @@ pub(crate) struct Req<'a> {
     pub target: &'a Target,
     /// Retry on connect errors, 5xx and 429. Off for requests that must not be repeated.
     pub retry: bool,
-    /// Wait at most the stall timeout for the response head. Off for uploads, whose
-    /// response comes only after the whole body is sent.
-    pub head_timeout: bool,
+    pub patience: Patience<'a>,
+}
+
+/// How long a request may go without progress.
+pub(crate) enum Patience<'a> {
+    /// The response head must come within the stall timeout.
+    Head,
+    /// An upload: the body must keep moving, and then the head come, each within the
+    /// stall timeout of the last chunk sent. (reqwest's own read timeout runs from the
+    /// start of the request, which would cut off any upload longer than it.)
+    Upload(&'a Progress),
+}
+
+/// When an upload body last handed a chunk to the connection.
+#[derive(Clone)]
+pub(crate) struct Progress(Arc<Mutex<std::time::Instant>>);
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress(Arc::new(Mutex::new(std::time::Instant::now())))
+    }
+    pub fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+    fn idle(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}
+
+/// Awaits an upload's response while its body keeps moving.
+async fn watch_upload<T>(
+    progress: &Progress,
+    stall: Duration,
+    fut: impl std::future::Future<Output = reqwest::Result<T>>,
+) -> Result<T, SendError> {
+    let mut fut = std::pin::pin!(fut);
+    let tick = stall.min(Duration::from_millis(500));
+    loop {
+        match tokio::time::timeout(tick, &mut fut).await {
+            Ok(r) => return r.map_err(SendError::Http),
+            Err(_) if progress.idle() > stall => return Err(SendError::Stall),
+            Err(_) => {}
+        }
+    }
 }
 
 const MAX_REDIRECTS: u32 = 10;
@@ -127,7 +168,7 @@ impl Client {
                 scope: Scope::none(),
                 target: &target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         expect_success(resp, &target).await.map(drop)
@@ -186,7 +227,6 @@ impl Client {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.stall_timeout)
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(config.user_agent.clone());
         for path in &cas {
@@ -390,13 +430,17 @@ impl Client {
             if let Some(body) = req.body {
                 rb = rb.body(body()?);
             }
-            let sent = if req.head_timeout {
-                match tokio::time::timeout(config.stall_timeout, rb.send()).await {
-                    Ok(r) => r.map_err(SendError::Http),
-                    Err(_) => Err(SendError::Stall),
+            let sent = match req.patience {
+                Patience::Head => {
+                    match tokio::time::timeout(config.stall_timeout, rb.send()).await {
+                        Ok(r) => r.map_err(SendError::Http),
+                        Err(_) => Err(SendError::Stall),
+                    }
                 }
-            } else {
-                rb.send().await.map_err(SendError::Http)
+                Patience::Upload(p) => {
+                    p.touch();
+                    watch_upload(p, config.stall_timeout, rb.send()).await
+                }
             };
             let failure = match sent {
                 Err(e) => {
@@ -627,10 +671,27 @@ pub(crate) fn endpoint_target(ep: &Endpoint, object: String, spec: &'static str)
     Target::new(&ep.host, &ep.repository, object, spec)
 }
 
-/// Reads at most `limit` bytes of a body; `None` if it is longer.
-pub(crate) async fn read_limited(mut resp: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+/// How long an error or token body may stall.
+const SMALL_BODY_STALL: Duration = Duration::from_secs(10);
+
+/// Reads at most `limit` bytes of a small body (an error, a token).
+pub(crate) async fn read_limited(resp: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    read_limited_within(resp, limit, SMALL_BODY_STALL).await
+}
+
+/// Reads at most `limit` bytes of a body, each chunk within `stall`.
+pub(crate) async fn read_limited_within(
+    mut resp: Response,
+    limit: usize,
+    stall: Duration,
+) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+    loop {
+        let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
+            Err(_) => return Err(ReadError::Stall),
+            Ok(r) => r.map_err(ReadError::Http)?,
+        };
+        let Some(chunk) = chunk else { break };
         if out.len() + chunk.len() > limit {
             return Err(ReadError::TooLong);
         }
@@ -642,7 +703,18 @@ pub(crate) async fn read_limited(mut resp: Response, limit: usize) -> Result<Vec
 #[derive(Debug)]
 pub(crate) enum ReadError {
     Http(reqwest::Error),
+    Stall,
     TooLong,
+}
+
+impl ReadError {
+    pub fn detail(&self) -> String {
+        match self {
+            ReadError::Http(e) => chain(e),
+            ReadError::Stall => "the body stalled".into(),
+            ReadError::TooLong => "the body is too long".into(),
+        }
+    }
 }
 
 /// A 2xx response, or the error its status and body describe.
@@ -705,6 +777,31 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn uploads_wait_while_the_body_moves() {
+        let stall = Duration::from_millis(300);
+        let p = Progress::new();
+        // A request that takes three stall timeouts but keeps sending: fine.
+        let p2 = p.clone();
+        let slow = async move {
+            for _ in 0..9 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                p2.touch();
+            }
+            Ok(7)
+        };
+        assert!(matches!(watch_upload(&p, stall, slow).await, Ok(7)));
+        // One that goes quiet: a stall.
+        let quiet = std::future::pending::<reqwest::Result<u32>>();
+        let start = std::time::Instant::now();
+        p.touch();
+        assert!(matches!(
+            watch_upload(&p, stall, quiet).await,
+            Err(SendError::Stall)
+        ));
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

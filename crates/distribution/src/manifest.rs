@@ -4,11 +4,12 @@
 
 use crate::auth::Scope;
 use crate::client::{
-    endpoint_target, expect_success, is_not_found, read_limited, Client, ReadError, Req,
+    endpoint_target, expect_success, is_not_found, read_limited_within, Client, Patience,
+    ReadError, Req,
 };
 use crate::config::Endpoint;
 use crate::digest::{Digest, Hasher};
-use crate::error::{chain, Error, Target};
+use crate::error::{Error, Target};
 use crate::reference::Reference;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
@@ -150,7 +151,7 @@ impl Client {
                     scope: Scope::pull(&ep.repository),
                     target: &target,
                     retry: true,
-                    head_timeout: true,
+                    patience: Patience::Head,
                 })
                 .await?;
             let resp = expect_success(resp, &target).await?;
@@ -162,19 +163,21 @@ impl Client {
                 return Err(too_large);
             }
             let headers = resp.headers().clone();
-            match read_limited(resp, MANIFEST_LIMIT as usize).await {
+            match read_limited_within(resp, MANIFEST_LIMIT as usize, self.config().stall_timeout)
+                .await
+            {
                 Ok(b) => break (headers, b),
                 Err(ReadError::TooLong) => return Err(too_large),
-                Err(ReadError::Http(e)) if attempt > self.config().retries => {
+                Err(e) if attempt > self.config().retries => {
                     return Err(Error::Connect {
                         target,
                         url: path,
                         attempts: attempt,
-                        detail: chain(&e),
+                        detail: e.detail(),
                     })
                 }
-                Err(ReadError::Http(e)) => {
-                    tracing::debug!(error = %chain(&e), "manifest body failed; retrying");
+                Err(e) => {
+                    tracing::debug!(error = %e.detail(), "manifest body failed; retrying");
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
             }
@@ -257,7 +260,7 @@ impl Client {
                 scope: Scope::pull(&ep.repository),
                 target: &target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         let resp = expect_success(resp, &target).await?;
@@ -350,7 +353,7 @@ impl Client {
                 scope: Scope::push(&ep.repository),
                 target: &target,
                 retry: true,
-                head_timeout: true,
+                patience: Patience::Head,
             })
             .await?;
         let resp = expect_success(resp, &target).await?;

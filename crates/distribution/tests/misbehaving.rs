@@ -405,3 +405,61 @@ async fn a_mirror_that_404s_falls_back_to_the_origin() {
     assert_eq!(mirror.count(|r| r.method == "PUT"), 0);
     assert_eq!(origin.count(|r| r.method == "PUT"), 1);
 }
+
+#[tokio::test]
+async fn a_single_put_refused_as_too_large_falls_back_to_chunks() {
+    let data = noise(40_000, 11);
+    let digest = Digest::sha256_of(&data);
+    let server = FakeServer::start(|req| {
+        let path = req.path.split('?').next().unwrap_or("");
+        match (req.method.as_str(), path) {
+            ("HEAD", _) => Response::new(404),
+            ("POST", _) => {
+                Response::new(202).header("Location", "/v2/app/blobs/uploads/u1?state=0")
+            }
+            ("PUT", _) if !req.body.is_empty() => Response::new(413),
+            ("PATCH", _) => {
+                Response::new(202).header("Location", "/v2/app/blobs/uploads/u1?state=1")
+            }
+            ("PUT", _) => Response::new(201),
+            _ => Response::new(400),
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = tmp.path().join("blob");
+    std::fs::write(&path, &data).expect("write");
+    let pushed = client()
+        .push_blob(
+            &reference(&server, "app"),
+            &digest,
+            data.len() as u64,
+            &path,
+        )
+        .await
+        .expect("push");
+    assert_eq!(pushed, berth_distribution::PushedBlob::Uploaded);
+    let reqs = server.requests();
+    // The refused PUT carried the whole file with a Content-Length.
+    let put = reqs
+        .iter()
+        .find(|r| r.method == "PUT" && !r.body.is_empty())
+        .expect("a PUT with a body");
+    assert_eq!(put.body, data);
+    assert!(put.path.contains(&format!(
+        "digest={}",
+        digest.to_string().replace(':', "%3A")
+    )));
+    // Then one PATCH (40 kB fits in one fallback chunk) with Content-Range, then the
+    // closing PUT at the PATCH's Location.
+    let patch = reqs.iter().find(|r| r.method == "PATCH").expect("PATCH");
+    assert_eq!(patch.header("content-range"), Some("0-39999"));
+    assert_eq!(patch.body, data);
+    let last = reqs.last().expect("requests");
+    assert_eq!(last.method, "PUT");
+    assert!(
+        last.path
+            .starts_with("/v2/app/blobs/uploads/u1?state=1&digest="),
+        "{}",
+        last.path
+    );
+}

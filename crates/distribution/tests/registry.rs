@@ -335,3 +335,25 @@ async fn tls_with_htpasswd() {
     );
     assert!(matches!(e, Error::Connect { attempts: 1, .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn chunked_uploads() {
+    let Some(reg) = Registry::start_or_skip() else {
+        return;
+    };
+    let mut config = quick_config();
+    config.chunk_size = Some(100 << 10);
+    let client = Client::new(config, Credentials::none()).expect("client");
+    let r: Reference = format!("{}/chunks/app:1", reg.addr()).parse().expect("ref");
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Three and a bit chunks, then exactly one.
+    for (seed, size) in [(1, 350_000), (2, 100 << 10)] {
+        let b = blob(tmp.path(), noise(size, seed));
+        let pushed = client
+            .push_blob(&r, &b.digest, b.size, &b.path)
+            .await
+            .expect("chunked push");
+        assert_eq!(pushed, PushedBlob::Uploaded);
+        assert_eq!(read_all(&client, &r, &b, 0).await, b.bytes);
+    }
+}
