@@ -161,6 +161,7 @@ pub(crate) struct AuthCache {
 struct CacheInner {
     challenges: HashMap<String, Challenge>,
     tokens: HashMap<(String, Scope), Token>,
+    fetching: HashMap<(String, Scope), Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl AuthCache {
@@ -194,10 +195,13 @@ impl AuthCache {
         self.lock().tokens.insert((host.into(), scope.clone()), t);
     }
 
-    pub fn forget_token(&self, host: &str, scope: &Scope) {
+    /// Held while fetching a token for (host, scope).
+    pub fn fetch_lock(&self, host: &str, scope: &Scope) -> Arc<tokio::sync::Mutex<()>> {
         self.lock()
-            .tokens
-            .remove(&(host.to_string(), scope.clone()));
+            .fetching
+            .entry((host.to_string(), scope.clone()))
+            .or_default()
+            .clone()
     }
 }
 

@@ -291,15 +291,37 @@ impl Client {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(login.map(basic_header)),
             Some(Challenge::Bearer { realm, service, .. }) => {
-                if let Some(t) = self.inner.auth.token(&ep.host, scope) {
-                    return Ok(Some(bearer_header(&t)));
-                }
                 let t = self
-                    .fetch_token(ep, &realm, service.as_deref(), scope, login, target)
+                    .token(ep, &realm, service.as_deref(), scope, login, target, None)
                     .await?;
                 Ok(Some(bearer_header(&t)))
             }
         }
+    }
+
+    /// A token for `scope`: the cached one unless it is the one just `rejected`, else a
+    /// new one. One fetch per (host, scope) at a time: concurrent requests wait for it
+    /// rather than each asking the token server.
+    #[allow(clippy::too_many_arguments)]
+    async fn token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+        rejected: Option<&str>,
+    ) -> Result<String, Error> {
+        let lock = self.inner.auth.fetch_lock(&ep.host, scope);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.inner.auth.token(&ep.host, scope) {
+            if Some(t.as_str()) != rejected {
+                return Ok(t);
+            }
+        }
+        self.fetch_token(ep, realm, service, scope, login, target)
+            .await
     }
 
     /// GET realm?service=…&scope=… (with basic auth when there is a login).
@@ -482,7 +504,14 @@ impl Client {
                 auth_retried = true;
                 attempt -= 1;
                 auth = self
-                    .answer_challenge(ep, &req.scope, login.as_ref(), req.target, resp)
+                    .answer_challenge(
+                        ep,
+                        &req.scope,
+                        login.as_ref(),
+                        req.target,
+                        resp,
+                        auth.as_ref(),
+                    )
                     .await?;
                 continue;
             }
@@ -550,6 +579,7 @@ impl Client {
         login: Option<&Login>,
         target: &Target,
         resp: Response,
+        sent: Option<&HeaderValue>,
     ) -> Result<Option<HeaderValue>, Error> {
         let header = resp
             .headers()
@@ -583,9 +613,19 @@ impl Client {
                 }
             },
             Challenge::Bearer { realm, service, .. } => {
-                self.inner.auth.forget_token(&ep.host, scope);
+                let rejected = sent
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.strip_prefix("Bearer "));
                 let t = self
-                    .fetch_token(ep, &realm, service.as_deref(), scope, login, target)
+                    .token(
+                        ep,
+                        &realm,
+                        service.as_deref(),
+                        scope,
+                        login,
+                        target,
+                        rejected,
+                    )
                     .await?;
                 Ok(Some(bearer_header(&t)))
             }

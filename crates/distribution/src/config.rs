@@ -104,6 +104,7 @@ impl Default for ClientConfig {
 }
 
 pub const SYSTEM_REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+pub const SYSTEM_REGISTRIES_CONF_D: &str = "/etc/containers/registries.conf.d";
 pub const BERTH_REGISTRIES_CONF: &str = "/etc/berth/registries.conf";
 pub const CERTS_DIRS: &[&str] = &[
     "/etc/berth/certs.d",
@@ -124,23 +125,44 @@ pub(crate) struct Endpoint {
 }
 
 impl ClientConfig {
-    /// The system's and berth's registries.conf (berth's entries win over the system's for
-    /// the same prefix) and the standard certs.d directories. Missing files are fine.
+    /// The system's registries.conf (`$CONTAINERS_REGISTRIES_CONF` or
+    /// /etc/containers/registries.conf, then, for the default path, the drop-ins in
+    /// /etc/containers/registries.conf.d/*.conf in name order), then berth's
+    /// (`$BERTH_REGISTRIES_CONF` or /etc/berth/registries.conf); a later entry for the same
+    /// prefix replaces an earlier one. Also the standard certs.d directories. Missing
+    /// files are fine.
     pub fn load() -> Result<Self, Error> {
         let mut config = ClientConfig {
             certs_dirs: CERTS_DIRS.iter().map(PathBuf::from).collect(),
             ..Default::default()
         };
-        let berth = std::env::var_os("BERTH_REGISTRIES_CONF")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(BERTH_REGISTRIES_CONF));
-        for path in [Path::new(SYSTEM_REGISTRIES_CONF), berth.as_path()] {
+        let mut files = Vec::new();
+        match std::env::var_os("CONTAINERS_REGISTRIES_CONF") {
+            Some(p) => files.push(PathBuf::from(p)),
+            None => {
+                files.push(PathBuf::from(SYSTEM_REGISTRIES_CONF));
+                if let Ok(rd) = std::fs::read_dir(SYSTEM_REGISTRIES_CONF_D) {
+                    let mut dropins: Vec<PathBuf> = rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                        .collect();
+                    dropins.sort();
+                    files.extend(dropins);
+                }
+            }
+        }
+        files.push(
+            std::env::var_os("BERTH_REGISTRIES_CONF")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(BERTH_REGISTRIES_CONF)),
+        );
+        for path in &files {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(source) => {
                     return Err(Error::ReadFile {
-                        path: path.into(),
+                        path: path.clone(),
                         source,
                     })
                 }
@@ -500,6 +522,46 @@ registries = ["old.example.com"]
             },
         );
         assert!(!c.plain_http("127.0.0.1:5000", false, false));
+    }
+
+    #[test]
+    fn load_reads_both_files_berth_last() {
+        let _g = crate::TEST_ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("tmp");
+        let system = dir.path().join("system.conf");
+        let berth = dir.path().join("berth.conf");
+        std::fs::write(&system, CONF).expect("write");
+        std::fs::write(
+            &berth,
+            "[[registry]]\nprefix = \"docker.io\"\nblocked = true\n",
+        )
+        .expect("write");
+        std::env::set_var("CONTAINERS_REGISTRIES_CONF", &system);
+        std::env::set_var("BERTH_REGISTRIES_CONF", &berth);
+        let c = ClientConfig::load();
+        std::env::remove_var("CONTAINERS_REGISTRIES_CONF");
+        std::env::remove_var("BERTH_REGISTRIES_CONF");
+        let c = c.expect("load");
+        let hub = c.registry_for("docker.io/library/x").expect("entry");
+        assert!(hub.blocked && hub.mirrors.is_empty());
+        assert!(hub.source_file.ends_with("berth.conf"));
+        assert!(c.registry_for("10.1.1.1:5000/a").expect("entry").insecure);
+        assert_eq!(c.certs_dirs[0], Path::new("/etc/berth/certs.d"));
+    }
+
+    #[test]
+    fn certs_d_files_are_found_per_host() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let host = dir.path().join("reg.example:5000");
+        std::fs::create_dir_all(&host).expect("mkdir");
+        std::fs::write(host.join("ca.crt"), "x").expect("write");
+        std::fs::write(host.join("client.cert"), "x").expect("write");
+        let c = ClientConfig {
+            certs_dirs: vec![dir.path().into()],
+            ..Default::default()
+        };
+        assert_eq!(c.ca_files("reg.example:5000"), [host.join("ca.crt")]);
+        assert!(c.ca_files("reg.example").is_empty());
     }
 
     #[test]

@@ -308,11 +308,8 @@ fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TEST_ENV as ENV;
     use std::os::unix::fs::PermissionsExt as _;
-    use std::sync::Mutex;
-
-    /// Tests that change the process environment take this lock.
-    static ENV: Mutex<()> = Mutex::new(());
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)

@@ -30,3 +30,7 @@ pub use error::{Error, ErrorKind, RegistryError, Reply, Target};
 pub use manifest::{media_types, Manifest, MANIFEST_LIMIT};
 pub use platform::{select_manifest, Descriptor, Platform};
 pub use reference::{Reference, ReferenceError};
+
+/// Tests that change the process environment hold this lock.
+#[cfg(test)]
+pub(crate) static TEST_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());

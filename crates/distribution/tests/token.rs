@@ -273,3 +273,18 @@ async fn credentials_go_to_the_token_server_and_expiry_is_honoured() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_token_fetch() {
+    let s = setup(false, 300);
+    let c = Client::new(quick_config(), Credentials::none()).expect("client");
+    let app: Reference = format!("{}/app:1", s.registry.addr).parse().expect("ref");
+    let checks = (0..8).map(|i| {
+        let (c, app) = (c.clone(), app.clone());
+        tokio::spawn(async move { c.blob_exists(&app, &Digest::sha256_of(&[i])).await })
+    });
+    for h in futures_util::future::join_all(checks).await {
+        assert_eq!(h.expect("join").expect("exists"), None);
+    }
+    assert_eq!(s.tokens.requests().len(), 1);
+}
