@@ -6,6 +6,12 @@
 //! [`Client`](crate::Client); the challenge a host sent is remembered too, so a request
 //! for a new scope fetches its token up front instead of after a 401.
 
+use crate::client::{authority, read_limited, Client};
+use crate::config::Endpoint;
+use crate::credentials::Login;
+use crate::error::{chain, Error, Reply, Target};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::{Response, StatusCode, Url};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,6 +209,218 @@ impl AuthCache {
             .or_default()
             .clone()
     }
+}
+
+impl Client {
+    /// The Authorization header to send before any 401: a cached token, or a new one when
+    /// the host's challenge is known, or basic auth for a basic host.
+    pub(crate) async fn preemptive_auth(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+    ) -> Result<Option<HeaderValue>, Error> {
+        match self.inner.auth.challenge(&ep.host) {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(login.map(basic_header)),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let t = self
+                    .token(ep, &realm, service.as_deref(), scope, login, target, None)
+                    .await?;
+                Ok(Some(bearer_header(&t)))
+            }
+        }
+    }
+
+    /// A token for `scope`: the cached one unless it is the one just `rejected`, else a
+    /// new one. One fetch per (host, scope) at a time: concurrent requests wait for it
+    /// rather than each asking the token server.
+    #[allow(clippy::too_many_arguments)]
+    async fn token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+        rejected: Option<&str>,
+    ) -> Result<String, Error> {
+        let lock = self.inner.auth.fetch_lock(&ep.host, scope);
+        let _guard = lock.lock().await;
+        if let Some(t) = self.inner.auth.token(&ep.host, scope) {
+            if Some(t.as_str()) != rejected {
+                return Ok(t);
+            }
+        }
+        self.fetch_token(ep, realm, service, scope, login, target)
+            .await
+    }
+
+    /// GET realm?service=…&scope=… (with basic auth when there is a login).
+    async fn fetch_token(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+    ) -> Result<String, Error> {
+        let mut url = Url::parse(realm).map_err(|e| Error::BadChallenge {
+            target: target.clone(),
+            header: realm.into(),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in &scope.0 {
+                q.append_pair("scope", s);
+            }
+        }
+        let authority = authority(&url);
+        let t = self.transport(&authority, ep.insecure)?;
+        let token_err = |status: String, detail: String| Error::Token {
+            target: target.clone(),
+            realm: realm.into(),
+            status,
+            detail,
+        };
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut rb = t.http.get(url.clone());
+            if let Some(l) = login {
+                rb = rb.header(AUTHORIZATION, basic_header(l));
+            }
+            let result = tokio::time::timeout(self.inner.config.stall_timeout, rb.send()).await;
+            let retryable = match result {
+                Ok(Ok(resp))
+                    if !(resp.status().is_server_error()
+                        || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
+                    break resp
+                }
+                Ok(Ok(resp)) => resp.status().to_string(),
+                Ok(Err(e)) => chain(&e),
+                Err(_) => format!("no response in {:?}", self.inner.config.stall_timeout),
+            };
+            if attempt > self.inner.config.retries {
+                return Err(token_err(format!("{attempt} attempt(s) failed"), retryable));
+            }
+            tokio::time::sleep(self.backoff(attempt)).await;
+        };
+        let status = resp.status();
+        let body = read_limited(resp, 1 << 20).await.unwrap_or_default();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized {
+                target: target.clone(),
+                reply: Reply::parse(status.as_u16(), &body),
+                had_credentials: login.is_some(),
+            });
+        }
+        if !status.is_success() {
+            return Err(token_err(
+                status.to_string(),
+                String::from_utf8_lossy(&body).chars().take(200).collect(),
+            ));
+        }
+        let token = serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| {
+                token_err(
+                    status.to_string(),
+                    "the answer has no \"token\" or \"access_token\"".into(),
+                )
+            })?;
+        tracing::debug!(host = %ep.host, scope = ?scope.0, "new registry token");
+        let value = token.value.clone();
+        self.inner.auth.set_token(&ep.host, scope, token);
+        Ok(value)
+    }
+
+    /// After a 401: remember the challenge and get what it asks for.
+    pub(crate) async fn answer_challenge(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        login: Option<&Login>,
+        target: &Target,
+        resp: Response,
+        sent: Option<&HeaderValue>,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let header = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let Some(header) = header else {
+            let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+            return Err(Error::Unauthorized {
+                target: target.clone(),
+                reply: Reply::parse(401, &body),
+                had_credentials: login.is_some(),
+            });
+        };
+        let challenge = parse_challenge(&header).map_err(|reason| Error::BadChallenge {
+            target: target.clone(),
+            header: header.clone(),
+            reason,
+        })?;
+        self.inner.auth.set_challenge(&ep.host, challenge.clone());
+        match challenge {
+            Challenge::Basic => match login {
+                Some(l) => Ok(Some(basic_header(l))),
+                None => {
+                    let body = read_limited(resp, 1 << 16).await.unwrap_or_default();
+                    Err(Error::Unauthorized {
+                        target: target.clone(),
+                        reply: Reply::parse(401, &body),
+                        had_credentials: false,
+                    })
+                }
+            },
+            Challenge::Bearer { realm, service, .. } => {
+                let rejected = sent
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.strip_prefix("Bearer "));
+                let t = self
+                    .token(
+                        ep,
+                        &realm,
+                        service.as_deref(),
+                        scope,
+                        login,
+                        target,
+                        rejected,
+                    )
+                    .await?;
+                Ok(Some(bearer_header(&t)))
+            }
+        }
+    }
+}
+
+pub(crate) fn basic_header(l: &Login) -> HeaderValue {
+    use base64::Engine as _;
+    let v =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", l.username, l.password));
+    let mut h = HeaderValue::from_str(&format!("Basic {v}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.set_sensitive(true);
+    h
+}
+
+fn bearer_header(token: &str) -> HeaderValue {
+    let mut h = HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.set_sensitive(true);
+    h
 }
 
 #[cfg(test)]

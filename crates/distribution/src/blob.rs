@@ -55,6 +55,8 @@ struct Download {
     client: Client,
     endpoint: Endpoint,
     path: String,
+    /// The full URL, for messages.
+    url: String,
     target: Target,
     expected: u64,
     /// Bytes delivered so far, counted from the blob's start.
@@ -171,13 +173,13 @@ impl Download {
                     },
                     Break::Error(detail) => Error::Connect {
                         target: self.target.clone(),
-                        url: self.path.clone(),
+                        url: self.url.clone(),
                         attempts: self.failures,
                         detail: format!("after {} bytes: {detail}", self.pos),
                     },
                     Break::ShortEof => Error::Connect {
                         target: self.target.clone(),
-                        url: self.path.clone(),
+                        url: self.url.clone(),
                         attempts: self.failures,
                         detail: format!(
                             "the body ended after {} of {} bytes",
@@ -232,10 +234,12 @@ impl Client {
             .on_pull_endpoints(r, "blob", |endpoint| async move {
                 let target = blob_target(&endpoint, digest, "pulling blobs");
                 let path = format!("/v2/{}/blobs/{digest}", endpoint.repository);
+                let url = self.resolve(&endpoint, &path, &target)?.to_string();
                 let mut d = Download {
                     client: self.clone(),
                     endpoint,
                     path,
+                    url,
                     target,
                     expected: expected_size,
                     pos: offset,
