@@ -3,6 +3,7 @@
 //! `runc spec`'s (without a terminal). No network, no image store.
 
 pub mod image;
+pub mod registry;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
