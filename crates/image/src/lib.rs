@@ -1,2 +1,4 @@
 //! Images: where their content lives (the content store), how layers become filesystems
 //! (unpack into overlay snapshots), and what berth knows about each image (metadata).
+
+pub mod unpack;
