@@ -73,6 +73,11 @@ impl<'o> Unpacker<'o> {
         }
     }
 
+    /// The entry being applied (or the last one), for errors found outside `run`.
+    pub(crate) fn current_entry(&self) -> Option<String> {
+        (!self.path.is_empty()).then(|| lossy(&self.path))
+    }
+
     pub(crate) fn entries(&self) -> u64 {
         self.entries
     }
@@ -113,9 +118,9 @@ impl<'o> Unpacker<'o> {
             Ok(k) => k,
             Err(refusal) => return Err(self.refused(&path, refusal)),
         };
-        self.apply(entry, &path, kind)?;
+        let applied = self.apply(entry, &path, kind);
         self.path = path;
-        Ok(())
+        applied
     }
 
     fn kind(&self, ty: tar::EntryType, trailing_slash: bool) -> Result<Kind, Refusal> {
@@ -202,6 +207,7 @@ impl<'o> Unpacker<'o> {
             return Err(UnpackError::TooLarge {
                 layer: self.opts.layer.clone(),
                 max_size: self.opts.max_size,
+                entry: Some(lossy(path)),
             });
         }
         let (parent, name) = path::split(path);
@@ -228,7 +234,7 @@ impl<'o> Unpacker<'o> {
             self.buf = vec![0; COPY_BUF];
         }
         let written = copy_data(entry, &mut file, &mut self.buf, sparse).map_err(|e| match e {
-            CopyError::Read(source) => self.stream_err(source),
+            CopyError::Read(source) => stream_error(opts, path, source),
             CopyError::Write(source) => UnpackError::Io {
                 layer: self.opts.layer.clone(),
                 entry: lossy(path),
@@ -237,10 +243,14 @@ impl<'o> Unpacker<'o> {
             },
         })?;
         if written != size {
-            return Err(self.stream_err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the stream ended inside a file",
-            )));
+            return Err(stream_error(
+                opts,
+                path,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stream ended inside a file",
+                ),
+            ));
         }
         if sparse {
             // A trailing hole is not written; the size makes it.
@@ -271,6 +281,7 @@ impl<'o> Unpacker<'o> {
         let (parent, name) = path::split(path);
         let dir = parent_dir(&mut self.root, opts, path, parent, true)?;
         let mut removed = false;
+        let mut kept = false;
         loop {
             match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) => break,
@@ -279,6 +290,7 @@ impl<'o> Unpacker<'o> {
                         .map_err(|e| io_err(self.opts, path, Op::CreateDir, e))?;
                     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                         // A directory over a directory keeps its content.
+                        kept = true;
                         break;
                     }
                     removed = true;
@@ -297,6 +309,11 @@ impl<'o> Unpacker<'o> {
         .map_err(|e| io_err(self.opts, path, Op::CreateDir, e))?;
         if removed {
             self.root.invalidate(path);
+        }
+        if kept {
+            // Its metadata is the new entry's, as an upper overlay directory's would be:
+            // xattrs the entry does not list go too.
+            drop_unlisted_xattrs(opts, entry, path, fd.as_fd())?;
         }
         self.dir_meta(entry, path, fd.as_fd(), meta)
     }
@@ -499,11 +516,7 @@ impl<'o> Unpacker<'o> {
     }
 
     fn stream_err(&self, source: io::Error) -> UnpackError {
-        UnpackError::Stream {
-            layer: self.opts.layer.clone(),
-            after: (!self.path.is_empty()).then(|| lossy(&self.path)),
-            source,
-        }
+        stream_error(self.opts, &self.path, source)
     }
 }
 
@@ -624,6 +637,41 @@ pub(super) fn refused(opts: &UnpackOptions, path: &[u8], refusal: Refusal) -> Un
     }
 }
 
+/// Removes the xattrs of `fd` that the entry's PAX records do not list, except overlayfs's
+/// own (set by this layer's opaque marker in Overlay mode) and the host's SELinux label.
+fn drop_unlisted_xattrs<R: Read>(
+    opts: &UnpackOptions,
+    entry: &mut tar::Entry<'_, R>,
+    path: &[u8],
+    fd: BorrowedFd<'_>,
+) -> Result<(), UnpackError> {
+    let err = |e| io_err(opts, path, Op::SetXattr, e);
+    let len = match fs::flistxattr_query(fd) {
+        Ok(0) | Err(Errno::OPNOTSUPP) => return Ok(()),
+        Ok(n) => n,
+        Err(e) => return Err(err(e)),
+    };
+    let mut names = vec![0u8; len];
+    let n = fs::flistxattr(fd, &mut names[..]).map_err(err)?;
+    let mut listed = |name: &[u8]| -> bool {
+        let Ok(Some(pax)) = entry.pax_extensions() else {
+            return false;
+        };
+        pax.flatten()
+            .any(|ext| ext.key_bytes().strip_prefix(PAX_XATTR) == Some(name))
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") || name == b"security.selinux" || listed(name) {
+            continue;
+        }
+        match fs::fremovexattr(fd, name) {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum XattrTarget<'a> {
     Fd(BorrowedFd<'a>),
@@ -663,6 +711,14 @@ pub(super) fn io_err(
     }
 }
 
+fn stream_error(opts: &UnpackOptions, path: &[u8], source: io::Error) -> UnpackError {
+    UnpackError::Stream {
+        layer: opts.layer.clone(),
+        after: (!path.is_empty()).then(|| lossy(path)),
+        source,
+    }
+}
+
 pub(super) fn lossy(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
@@ -693,6 +749,13 @@ pub(super) fn create_replacing(
     }
 }
 
+/// Whether `chunk` is all zeros, compared against a zero block (memcmp is fast even in
+/// debug builds, where a byte loop is not).
+fn is_zero(chunk: &[u8]) -> bool {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    chunk.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
+}
+
 enum CopyError {
     Read(io::Error),
     Write(io::Error),
@@ -717,7 +780,7 @@ fn copy_data<R: Read>(
         };
         let chunk = &buf[..n];
         if sparse {
-            if chunk.iter().any(|&b| b != 0) {
+            if !is_zero(chunk) {
                 file.write_all_at(chunk, off).map_err(CopyError::Write)?;
             }
         } else {

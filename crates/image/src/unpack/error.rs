@@ -26,8 +26,13 @@ pub enum UnpackError {
         source: io::Error,
     },
 
-    #[error("layer {layer}: uncompressed content exceeds the limit of {max_size} bytes (decompression bomb?)")]
-    TooLarge { layer: String, max_size: u64 },
+    #[error("layer {layer}: uncompressed content exceeds the limit of {max_size} bytes (decompression bomb?){}", in_entry(.entry))]
+    TooLarge {
+        layer: String,
+        max_size: u64,
+        /// The entry being read when the limit was crossed, if any.
+        entry: Option<String>,
+    },
 
     #[error("layer {layer}: entry {entry:?} {refusal}")]
     Refused {
@@ -44,6 +49,13 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+}
+
+fn in_entry(entry: &Option<String>) -> String {
+    match entry {
+        Some(e) => format!(" in entry {e:?}"),
+        None => String::new(),
+    }
 }
 
 fn after_entry(after: &Option<String>) -> String {

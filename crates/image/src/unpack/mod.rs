@@ -112,6 +112,7 @@ pub fn unpack<R: Read>(
         return Err(UnpackError::TooLarge {
             layer: opts.layer.clone(),
             max_size: opts.max_size,
+            entry: unpacker.current_entry(),
         });
     }
     drained?;
