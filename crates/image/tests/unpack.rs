@@ -1,0 +1,1053 @@
+//! Layer unpacking: behaviour, hostile layers, and the differential test against umoci.
+//! Most tests need root (owners, device nodes, trusted xattrs, overlay mounts) and skip
+//! with a printed reason otherwise; the differential tests also need `umoci`.
+
+mod common;
+
+use berth_distribution::Digest;
+use berth_image::unpack::{self, Compression, UnpackError, Whiteouts};
+use common::layer::{gzip, zstd, Entry, Layer, MTIME};
+use common::{layer_name, opts, skip_unless_root, unpack_tar, Area};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use tar::EntryType;
+
+const BOTH: [Whiteouts; 2] = [Whiteouts::Overlay, Whiteouts::Apply];
+
+fn lstat(p: &Path) -> fs::Metadata {
+    fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {p:?}: {e}"))
+}
+
+fn exists(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+/// A security.capability value (VFS_CAP_REVISION_2, effective) granting CAP_NET_RAW.
+const CAP_NET_RAW: [u8; 20] = [
+    0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+// ---------------------------------------------------------------- stream and formats
+
+#[test]
+fn diff_id_covers_the_whole_stream_including_trailing_bytes() {
+    let mut l = Layer::new();
+    l.dir("etc").file("etc/hostname", b"berth\n");
+    let mut tar = l.tar();
+    // Bytes after the end-of-archive blocks still belong to the blob.
+    tar.extend_from_slice(&[0u8; 4096]);
+    tar.extend_from_slice(b"trailing");
+    let want = Digest::sha256_of(&tar);
+    for (compression, blob) in [
+        (Compression::None, tar.clone()),
+        (Compression::Gzip, gzip(&tar)),
+        (Compression::Zstd, zstd(&tar)),
+    ] {
+        let area = Area::new();
+        let mut reader = CountingReader {
+            inner: &blob[..],
+            n: 0,
+        };
+        let got = unpack::unpack(
+            &mut reader,
+            compression,
+            &area.dest,
+            &opts("sha256:test", Whiteouts::Apply),
+        )
+        .expect("unpack");
+        assert_eq!(got.diff_id, want, "{compression:?}");
+        assert_eq!(got.size, tar.len() as u64);
+        assert_eq!(got.entries, 2);
+        assert_eq!(reader.n, blob.len(), "{compression:?}: input read to EOF");
+        assert_eq!(
+            fs::read(area.dest.join("etc/hostname")).expect("read"),
+            b"berth\n"
+        );
+    }
+}
+
+struct CountingReader<'a> {
+    inner: &'a [u8],
+    n: usize,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn detect_matches_the_encoders() {
+    let tar = Layer::new().file("a", b"x").tar();
+    assert_eq!(Compression::detect(&gzip(&tar)), Compression::Gzip);
+    assert_eq!(Compression::detect(&zstd(&tar)), Compression::Zstd);
+    assert_eq!(Compression::detect(&tar), Compression::None);
+}
+
+#[test]
+fn corrupt_stream_names_the_layer() {
+    let tar = Layer::new().file("a", &[7u8; 10_000]).tar();
+    let mut gz = gzip(&tar);
+    let n = gz.len();
+    gz.truncate(n / 2);
+    let area = Area::new();
+    let err = unpack::unpack(
+        &gz[..],
+        Compression::Gzip,
+        &area.dest,
+        &opts("sha256:broken", Whiteouts::Apply),
+    )
+    .expect_err("truncated gzip");
+    assert!(err.to_string().contains("sha256:broken"), "{err}");
+}
+
+// ---------------------------------------------------------------- entry kinds
+
+#[test]
+fn files_dirs_symlinks_and_mtimes() {
+    if skip_unless_root("files_dirs_symlinks_and_mtimes") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(Entry::dir("d").mtime(1_500_000_000))
+        .add(
+            Entry::file("d/f", b"hello")
+                .mode(0o640)
+                .owner(1000, 1001)
+                .mtime(1_400_000_000),
+        )
+        .add(Entry::symlink("d/rel", "f").mtime(1_300_000_000))
+        .add(Entry::symlink("d/abs", "/etc/passwd"))
+        .add(
+            Entry::file("frac", b"")
+                .pax("mtime", b"1600000000.123456789")
+                .pax("atime", b"1600000001.5"),
+        )
+        // Created after its parent's entry: the parent's mtime is set last.
+        .add(Entry::file("d/late", b""))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let d = area.dest.join("d");
+        assert_eq!(lstat(&d).mtime(), 1_500_000_000);
+        let f = lstat(&d.join("f"));
+        assert_eq!((f.mode() & 0o7777, f.uid(), f.gid()), (0o640, 1000, 1001));
+        assert_eq!(f.mtime(), 1_400_000_000);
+        assert_eq!(fs::read(d.join("f")).expect("read"), b"hello");
+        assert_eq!(
+            fs::read_link(d.join("rel")).expect("rl"),
+            PathBuf::from("f")
+        );
+        assert_eq!(lstat(&d.join("rel")).mtime(), 1_300_000_000);
+        assert_eq!(
+            fs::read_link(d.join("abs")).expect("rl"),
+            PathBuf::from("/etc/passwd")
+        );
+        let frac = lstat(&area.dest.join("frac"));
+        assert_eq!(
+            (frac.mtime(), frac.mtime_nsec()),
+            (1_600_000_000, 123_456_789)
+        );
+        assert_eq!(
+            (frac.atime(), frac.atime_nsec()),
+            (1_600_000_001, 500_000_000)
+        );
+    }
+}
+
+#[test]
+fn setuid_setgid_sticky_survive_chown() {
+    if skip_unless_root("setuid_setgid_sticky_survive_chown") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(Entry::file("suid", b"x").mode(0o4755).owner(1000, 1000))
+        .add(Entry::file("sgid", b"x").mode(0o2755).owner(0, 50))
+        .add(Entry::dir("tmp").mode(0o1777))
+        .add(Entry::dir("shared").mode(0o2775).owner(0, 100))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let m = |p: &str| lstat(&area.dest.join(p)).mode() & 0o7777;
+        assert_eq!(m("suid"), 0o4755);
+        assert_eq!(m("sgid"), 0o2755);
+        assert_eq!(m("tmp"), 0o1777);
+        assert_eq!(m("shared"), 0o2775);
+        assert_eq!(lstat(&area.dest.join("suid")).uid(), 1000);
+    }
+}
+
+#[test]
+fn xattrs_including_security_capability() {
+    if skip_unless_root("xattrs_including_security_capability") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(
+            Entry::file("ping", b"elf")
+                .mode(0o755)
+                .owner(0, 0)
+                .xattr("security.capability", &CAP_NET_RAW)
+                .xattr("user.note", b"hi"),
+        )
+        // chown would clear the capability if it came after it.
+        .add(
+            Entry::file("owned", b"elf")
+                .owner(1000, 1000)
+                .xattr("security.capability", &CAP_NET_RAW),
+        )
+        .add(Entry::dir("d").xattr("user.dir", b"yes"))
+        .add(Entry::symlink("l", "ping").xattr("trusted.linkattr", b"v"))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let get = |p: &str, n: &str| xattr::get(area.dest.join(p), n).expect("getxattr");
+        assert_eq!(
+            get("ping", "security.capability").as_deref(),
+            Some(&CAP_NET_RAW[..])
+        );
+        assert_eq!(get("ping", "user.note").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(
+            get("owned", "security.capability").as_deref(),
+            Some(&CAP_NET_RAW[..])
+        );
+        assert_eq!(get("d", "user.dir").as_deref(), Some(&b"yes"[..]));
+        assert_eq!(get("l", "trusted.linkattr").as_deref(), Some(&b"v"[..]));
+    }
+}
+
+#[test]
+fn device_nodes_and_fifos() {
+    if skip_unless_root("device_nodes_and_fifos") {
+        return;
+    }
+    let tar = Layer::new()
+        .dir("dev")
+        .add(Entry::node("dev/null", EntryType::Char, 1, 3).mode(0o666))
+        .add(
+            Entry::node("dev/loop0", EntryType::Block, 7, 0)
+                .mode(0o660)
+                .owner(0, 6),
+        )
+        .add(Entry::node("dev/big", EntryType::Char, 4000, 70000).mode(0o600))
+        .add(Entry::node("dev/fifo", EntryType::Fifo, 0, 0).mode(0o620))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let null = lstat(&area.dest.join("dev/null"));
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        let lp = lstat(&area.dest.join("dev/loop0"));
+        assert!(lp.file_type().is_block_device());
+        assert_eq!((lp.rdev(), lp.gid()), (rustix::fs::makedev(7, 0), 6));
+        assert_eq!(
+            lstat(&area.dest.join("dev/big")).rdev(),
+            rustix::fs::makedev(4000, 70000)
+        );
+        let fifo = lstat(&area.dest.join("dev/fifo"));
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!(fifo.mode() & 0o7777, 0o620);
+    }
+}
+
+#[test]
+fn hardlinks_share_inodes() {
+    if skip_unless_root("hardlinks_share_inodes") {
+        return;
+    }
+    let tar = Layer::new()
+        .dir("bin")
+        .add(Entry::file("bin/busybox", b"elf").mode(0o755))
+        .hardlink("bin/sh", "bin/busybox")
+        .hardlink("bin/ls", "./bin/busybox")
+        .symlink("target-link", "bin/busybox")
+        // A link to a symlink links the symlink itself.
+        .hardlink("link-to-symlink", "target-link")
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        let got = unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        assert_eq!(got.entries, 6);
+        let ino = |p: &str| lstat(&area.dest.join(p)).ino();
+        assert_eq!(ino("bin/sh"), ino("bin/busybox"));
+        assert_eq!(ino("bin/ls"), ino("bin/busybox"));
+        assert_eq!(lstat(&area.dest.join("bin/busybox")).nlink(), 3);
+        assert_eq!(ino("link-to-symlink"), ino("target-link"));
+        assert!(lstat(&area.dest.join("link-to-symlink"))
+            .file_type()
+            .is_symlink());
+    }
+}
+
+#[test]
+fn hardlink_errors() {
+    for (name, tar, entry) in [
+        ("missing", Layer::new().hardlink("h", "nothere").tar(), "h"),
+        (
+            "directory",
+            Layer::new().dir("d").hardlink("h", "d").tar(),
+            "h",
+        ),
+    ] {
+        let area = Area::new();
+        let err = unpack_tar(&tar, &area.dest, Whiteouts::Overlay).expect_err(name);
+        assert_names(&err, &layer_name(&tar), entry);
+    }
+}
+
+#[test]
+fn deep_tree_300_levels() {
+    if skip_unless_root("deep_tree_300_levels") {
+        return;
+    }
+    let mut l = Layer::new();
+    let mut p = String::new();
+    for i in 0..300 {
+        if i > 0 {
+            p.push('/');
+        }
+        p.push_str(&format!("{}", i % 10));
+        l.add(Entry::dir(&p).mtime(MTIME + i));
+    }
+    l.file(&format!("{p}/leaf"), b"deep");
+    let tar = l.tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let leaf = area.dest.join(&p).join("leaf");
+        assert_eq!(fs::read(&leaf).expect("read"), b"deep");
+        assert_eq!(lstat(&area.dest.join(&p)).mtime(), (MTIME + 299) as i64);
+    }
+}
+
+#[test]
+fn large_sparse_file_keeps_its_holes() {
+    if skip_unless_root("large_sparse_file_keeps_its_holes") {
+        return;
+    }
+    let size: u64 = 4 << 30; // 4 GiB logical
+    let tar = Layer::new()
+        .add(Entry::sparse(
+            "sparse",
+            size,
+            vec![
+                (0, vec![1u8; 4096]),
+                (1 << 30, vec![2u8; 4096]),
+                (size - 4096, vec![3u8; 4096]),
+            ],
+        ))
+        .tar();
+    let area = Area::new();
+    unpack_tar(&tar, &area.dest, Whiteouts::Overlay).expect("unpack");
+    let p = area.dest.join("sparse");
+    let md = lstat(&p);
+    assert_eq!(md.size(), size);
+    assert!(
+        md.blocks() * 512 < 16 << 20,
+        "holes written: {} blocks",
+        md.blocks()
+    );
+    let f = fs::File::open(&p).expect("open");
+    let at = |off: u64| {
+        let mut b = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, off).expect("read");
+        b[0]
+    };
+    assert_eq!((at(0), at(4095), at(4096)), (1, 1, 0));
+    assert_eq!((at(1 << 30), at((1 << 30) + 4096)), (2, 0));
+    assert_eq!((at(size - 4096), at(size - 1), at(size / 2)), (3, 3, 0));
+}
+
+// ---------------------------------------------------------------- replacement
+
+#[test]
+fn replacement_semantics() {
+    if skip_unless_root("replacement_semantics") {
+        return;
+    }
+    let area = Area::new();
+    let l1 = Layer::new()
+        .dir("d")
+        .file("d/keep", b"kept")
+        .add(Entry::dir("d2").mode(0o700))
+        .file("d2/child", b"c")
+        .dir("tree")
+        .dir("tree/sub")
+        .file("tree/sub/f", b"f")
+        .file("file", b"old")
+        .symlink("link", &area.canary.join("secret").to_string_lossy())
+        .file("becomes-dir", b"x")
+        .tar();
+    let l2 = Layer::new()
+        // dir over dir: kept, metadata updated
+        .add(Entry::dir("d2").mode(0o755).owner(7, 7))
+        // non-dir over dir: the tree goes
+        .file("tree", b"now a file")
+        // file over file
+        .file("file", b"new")
+        // file over a symlink: the link is replaced, its target untouched
+        .file("link", b"not through the link")
+        // dir over file
+        .dir("becomes-dir")
+        // symlink over dir
+        .symlink("d", "d2")
+        .tar();
+    let before = area.outside();
+    unpack_tar(&l1, &area.dest, Whiteouts::Apply).expect("l1");
+    unpack_tar(&l2, &area.dest, Whiteouts::Apply).expect("l2");
+    let dest = &area.dest;
+    let d2 = lstat(&dest.join("d2"));
+    assert_eq!((d2.mode() & 0o7777, d2.uid()), (0o755, 7));
+    assert_eq!(fs::read(dest.join("d2/child")).expect("child"), b"c");
+    assert_eq!(fs::read(dest.join("tree")).expect("tree"), b"now a file");
+    assert_eq!(fs::read(dest.join("file")).expect("file"), b"new");
+    assert!(lstat(&dest.join("link")).is_file());
+    assert_eq!(
+        fs::read(area.canary.join("secret")).expect("canary"),
+        b"canary"
+    );
+    assert!(lstat(&dest.join("becomes-dir")).is_dir());
+    assert_eq!(
+        fs::read_link(dest.join("d")).expect("d"),
+        PathBuf::from("d2")
+    );
+    assert_eq!(area.outside(), before);
+}
+
+// ---------------------------------------------------------------- whiteouts
+
+#[test]
+fn whiteouts_overlay_mode() {
+    if skip_unless_root("whiteouts_overlay_mode") {
+        return;
+    }
+    let tar = Layer::new()
+        .dir("etc")
+        .whiteout("etc/gone")
+        .whiteout("top")
+        .dir("opq")
+        .opaque("opq")
+        .file("opq/new", b"n")
+        .opaque("implicit/dir")
+        .tar();
+    let area = Area::new();
+    let got = unpack_tar(&tar, &area.dest, Whiteouts::Overlay).expect("unpack");
+    assert_eq!(got.entries, 7);
+    for wh in ["etc/gone", "top"] {
+        let md = lstat(&area.dest.join(wh));
+        assert!(md.file_type().is_char_device(), "{wh}");
+        assert_eq!(md.rdev(), 0, "{wh}");
+    }
+    let opaque = |p: &str| xattr::get(area.dest.join(p), "trusted.overlay.opaque").expect("get");
+    assert_eq!(opaque("opq").as_deref(), Some(&b"y"[..]));
+    assert_eq!(opaque("implicit/dir").as_deref(), Some(&b"y"[..]));
+    assert_eq!(opaque("etc"), None);
+    assert!(!exists(&area.dest.join("opq/.wh..wh..opq")));
+    assert!(exists(&area.dest.join("opq/new")));
+}
+
+#[test]
+fn whiteouts_apply_mode_with_opaque_marker_after_siblings() {
+    if skip_unless_root("whiteouts_apply_mode_with_opaque_marker_after_siblings") {
+        return;
+    }
+    let l1 = Layer::new()
+        .dir("etc")
+        .file("etc/gone", b"g")
+        .file("etc/stays", b"s")
+        .dir("tree")
+        .file("tree/x", b"x")
+        .dir("opq")
+        .file("opq/old", b"o")
+        .dir("opq/sub")
+        .file("opq/sub/old", b"o")
+        .file("opq/sub/replaced", b"old")
+        .dir("late")
+        .file("late/old", b"o")
+        .dir("late/sub")
+        .file("late/sub/old", b"o")
+        .tar();
+    let l2 = Layer::new()
+        .whiteout("etc/gone")
+        .whiteout("tree")
+        .whiteout("never-existed")
+        .whiteout("no/such/dir/x")
+        // marker first, as the spec recommends
+        .opaque("opq")
+        .dir("opq/sub")
+        .file("opq/sub/replaced", b"new")
+        // marker after this layer's own entries in the directory
+        .file("late/new", b"n")
+        .file("late/sub/new", b"n")
+        .opaque("late")
+        .tar();
+    let area = Area::new();
+    unpack_tar(&l1, &area.dest, Whiteouts::Apply).expect("l1");
+    unpack_tar(&l2, &area.dest, Whiteouts::Apply).expect("l2");
+    let listing = |p: &str| {
+        let mut v: Vec<String> = fs::read_dir(area.dest.join(p))
+            .expect("read_dir")
+            .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing("etc"), ["stays"]);
+    assert!(!exists(&area.dest.join("tree")));
+    assert_eq!(listing("opq"), ["sub"]);
+    assert_eq!(listing("opq/sub"), ["replaced"]);
+    assert_eq!(
+        fs::read(area.dest.join("opq/sub/replaced")).expect("r"),
+        b"new"
+    );
+    assert_eq!(listing("late"), ["new", "sub"]);
+    assert_eq!(listing("late/sub"), ["new"]);
+    assert!(!exists(&area.dest.join("no")));
+}
+
+#[test]
+fn trusted_overlay_xattrs_from_the_tar_are_ignored() {
+    if skip_unless_root("trusted_overlay_xattrs_from_the_tar_are_ignored") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(Entry::dir("d").xattr("trusted.overlay.opaque", b"y"))
+        .add(
+            Entry::file("f", b"x")
+                .xattr("trusted.overlay.redirect", b"/etc")
+                .xattr("user.overlay.opaque", b"y")
+                .xattr("user.ok", b"1"),
+        )
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let names = |p: &str| -> Vec<String> {
+            xattr::list(area.dest.join(p))
+                .expect("list")
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(
+            names("d").iter().all(|n| !n.contains("overlay")),
+            "{:?}",
+            names("d")
+        );
+        assert_eq!(names("f"), ["user.ok"]);
+    }
+}
+
+// ---------------------------------------------------------------- hostile layers
+
+fn assert_names(err: &UnpackError, layer: &str, entry: &str) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(layer),
+        "error does not name the layer {layer}: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("{entry:?}")),
+        "error does not name the entry {entry:?}: {msg}"
+    );
+}
+
+/// Unpacks `layers` in order (Apply mode stacks them in one dir; Overlay mode gives each
+/// its own) and checks that the last one is refused, naming it and `entry`, with nothing
+/// written outside the destination.
+fn refused(what: &str, mode: Whiteouts, layers: &[Vec<u8>], entry: &str, area: &Area) {
+    let before = area.outside();
+    let mut last = None;
+    for (i, tar) in layers.iter().enumerate() {
+        let dest = match mode {
+            Whiteouts::Apply => area.dest.clone(),
+            Whiteouts::Overlay => {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let d = area.dest.join(format!("l{n}-{i}"));
+                fs::create_dir(&d).expect("layer dir");
+                d
+            }
+        };
+        let r = unpack_tar(tar, &dest, mode);
+        if i + 1 < layers.len() {
+            r.unwrap_or_else(|e| panic!("{what}: layer {i}: {e}"));
+        } else {
+            last = Some(r);
+        }
+    }
+    let err = match last.expect("a layer") {
+        Ok(u) => panic!("{what} ({mode:?}): not refused: {u:?}"),
+        Err(e) => e,
+    };
+    eprintln!("{what} ({mode:?}): {err}");
+    assert_names(&err, &layer_name(layers.last().expect("a layer")), entry);
+    assert_eq!(area.outside(), before, "{what}: written outside dest");
+    assert_eq!(
+        fs::read(area.canary.join("secret")).expect("canary"),
+        b"canary"
+    );
+}
+
+#[test]
+fn hostile_single_layers() {
+    if skip_unless_root("hostile_single_layers") {
+        return;
+    }
+    for mode in BOTH {
+        let area = Area::new();
+        let canary = area.canary.to_string_lossy().into_owned();
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "dotdot",
+                Layer::new().file("../canary/x", b"x").tar(),
+                "../canary/x",
+            ),
+            (
+                "dotdot deep",
+                Layer::new().file("a/../../canary/x", b"x").tar(),
+                "a/../../canary/x",
+            ),
+            ("absolute", Layer::new().file("/abs", b"x").tar(), "/abs"),
+            (
+                "absolute symlink then write through it",
+                Layer::new().symlink("a", &canary).file("a/x", b"x").tar(),
+                "a/x",
+            ),
+            (
+                "symlink to /etc then write through it",
+                Layer::new().symlink("a", "/etc").file("a/x", b"x").tar(),
+                "a/x",
+            ),
+            (
+                "relative escaping symlink",
+                Layer::new().symlink("a", "../..").file("a/x", b"x").tar(),
+                "a/x",
+            ),
+            (
+                "relative symlink to the canary",
+                Layer::new()
+                    .dir("d")
+                    .symlink("d/a", "../../canary")
+                    .file("d/a/x", b"x")
+                    .tar(),
+                "d/a/x",
+            ),
+            (
+                "dir through an escaping symlink",
+                Layer::new().symlink("a", "../canary").dir("a/newdir").tar(),
+                "a/newdir",
+            ),
+            (
+                "hardlink to ../outside",
+                Layer::new().hardlink("h", "../canary/secret").tar(),
+                "h",
+            ),
+            (
+                "hardlink to an absolute path",
+                Layer::new()
+                    .hardlink("h", &format!("{canary}/secret"))
+                    .tar(),
+                "h",
+            ),
+            (
+                "hardlink through an escaping symlink",
+                Layer::new()
+                    .symlink("l", "../canary")
+                    .hardlink("h", "l/secret")
+                    .tar(),
+                "h",
+            ),
+            (
+                "whiteout of ..",
+                Layer::new().dir("a").file("a/.wh...", b"").tar(),
+                "a/.wh...",
+            ),
+            (
+                "whiteout of .",
+                Layer::new().file(".wh..", b"").tar(),
+                ".wh..",
+            ),
+            (
+                "empty whiteout",
+                Layer::new().file("a/.wh.", b"").tar(),
+                "a/.wh.",
+            ),
+            (
+                "whiteout through an escaping symlink",
+                Layer::new()
+                    .symlink("l", "../canary")
+                    .file("l/.wh.secret", b"")
+                    .tar(),
+                "l/.wh.secret",
+            ),
+            (
+                "opaque through an escaping symlink",
+                Layer::new()
+                    .symlink("l", "../canary")
+                    .file("l/.wh..wh..opq", b"")
+                    .tar(),
+                "l/.wh..wh..opq",
+            ),
+            (
+                "absurd uid",
+                Layer::new()
+                    .add(Entry::file("u", b"").owner(u64::from(u32::MAX), 0))
+                    .tar(),
+                "u",
+            ),
+            (
+                "absurd pax mtime",
+                Layer::new()
+                    .add(Entry::file("t", b"").pax("mtime", b"1e99"))
+                    .tar(),
+                "t",
+            ),
+        ];
+        for (what, tar, entry) in cases {
+            refused(what, mode, &[tar], entry, &area);
+        }
+    }
+}
+
+#[test]
+fn hostile_symlink_from_a_parent_layer() {
+    if skip_unless_root("hostile_symlink_from_a_parent_layer") {
+        return;
+    }
+    let area = Area::new();
+    let canary = area.canary.to_string_lossy().into_owned();
+    for (what, l1, l2, entry) in [
+        (
+            "absolute",
+            Layer::new().symlink("etc", &canary).tar(),
+            Layer::new().file("etc/passwd", b"pwned").tar(),
+            "etc/passwd",
+        ),
+        (
+            "relative",
+            Layer::new().symlink("etc", "../canary").tar(),
+            Layer::new().file("etc/passwd", b"pwned").tar(),
+            "etc/passwd",
+        ),
+        (
+            "whiteout through it",
+            Layer::new().symlink("etc2", "../canary").tar(),
+            Layer::new().whiteout("etc2/secret").tar(),
+            "etc2/.wh.secret",
+        ),
+        (
+            "hardlink through it",
+            Layer::new().symlink("etc3", "../canary").tar(),
+            Layer::new().hardlink("h", "etc3/secret").tar(),
+            "h",
+        ),
+    ] {
+        refused(what, Whiteouts::Apply, &[l1, l2], entry, &area);
+    }
+}
+
+#[test]
+fn decompression_bomb() {
+    let tar = Layer::new().file("bomb", &vec![0u8; 8 << 20]).tar();
+    let gz = gzip(&tar);
+    assert!(gz.len() < 100 << 10);
+    let area = Area::new();
+    let before = area.outside();
+    let mut o = opts("sha256:bomb", Whiteouts::Overlay);
+    o.max_size = 1 << 20;
+    let err = unpack::unpack(&gz[..], Compression::Gzip, &area.dest, &o).expect_err("bomb");
+    assert!(matches!(err, UnpackError::TooLarge { .. }), "{err}");
+    assert_names(&err, "sha256:bomb", "bomb");
+    assert_eq!(area.outside(), before);
+    // A sparse file's holes count too.
+    let tar = Layer::new()
+        .add(Entry::sparse("holes", 1 << 40, vec![(0, vec![1u8; 512])]))
+        .tar();
+    let area = Area::new();
+    let err = unpack::unpack(&tar[..], Compression::None, &area.dest, &o).expect_err("holes");
+    assert!(matches!(err, UnpackError::TooLarge { .. }), "{err}");
+    assert_names(&err, "sha256:bomb", "holes");
+}
+
+// ---------------------------------------------------------------- differential vs umoci
+
+/// Unpacks `tars` with umoci, with berth in Apply mode into one directory, and with berth
+/// in Overlay mode into per-layer directories mounted as one overlay; all three trees must
+/// match.
+fn differential(name: &str, tars: &[Vec<u8>]) {
+    if skip_unless_root(name) {
+        return;
+    }
+    if !common::have_umoci() {
+        eprintln!("skipping {name}: umoci is not installed");
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-diff-")
+        .tempdir()
+        .expect("tempdir");
+    let layout = tmp.path().join("layout");
+    common::layout::write(&layout, "t", tars);
+    let bundle = tmp.path().join("bundle");
+    let out = std::process::Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:t", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("run umoci");
+    assert!(
+        out.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let umoci_root = bundle.join("rootfs");
+
+    let applied = tmp.path().join("applied");
+    fs::create_dir(&applied).expect("applied");
+    let mut lowers = Vec::new();
+    for (i, tar) in tars.iter().enumerate() {
+        let gz = gzip(tar);
+        let layer = layer_name(tar);
+        let got = unpack::unpack(
+            &gz[..],
+            Compression::Gzip,
+            &applied,
+            &opts(&layer, Whiteouts::Apply),
+        )
+        .unwrap_or_else(|e| panic!("{name}: apply: {e}"));
+        assert_eq!(got.diff_id.to_string(), layer);
+        let lower = tmp.path().join(format!("l{i}"));
+        fs::create_dir(&lower).expect("lower");
+        unpack::unpack(
+            &gz[..],
+            Compression::Gzip,
+            &lower,
+            &opts(&layer, Whiteouts::Overlay),
+        )
+        .unwrap_or_else(|e| panic!("{name}: overlay layer {i}: {e}"));
+        lowers.push(lower);
+    }
+    let apply_diff = common::tree::diff(&umoci_root, &applied);
+    let overlay_diff = {
+        let mount = common::Overlay::mount(&lowers, &tmp.path().join("merged"));
+        common::tree::diff(&umoci_root, &mount.merged)
+    };
+    assert!(
+        apply_diff.is_empty() && overlay_diff.is_empty(),
+        "{name}: berth differs from umoci\napply mode:\n  {}\noverlay mode:\n  {}",
+        apply_diff.join("\n  "),
+        overlay_diff.join("\n  ")
+    );
+    let n = common::tree::snapshot(&umoci_root).len();
+    eprintln!("{name}: {n} paths match umoci in both modes");
+}
+
+#[test]
+fn differential_whiteouts_and_opaque_dirs() {
+    let l1 = Layer::new()
+        .dir("etc")
+        .file("etc/a", b"a")
+        .file("etc/b", b"b")
+        .dir("etc/sub")
+        .file("etc/sub/x", b"x")
+        .dir("gone")
+        .dir("gone/deep")
+        .file("gone/deep/f", b"f")
+        .dir("opq")
+        .file("opq/old", b"o")
+        .dir("opq/olddir")
+        .file("opq/olddir/old2", b"o")
+        .dir("opq/kept")
+        .file("opq/kept/old3", b"o")
+        .dir("late")
+        .file("late/old", b"o")
+        .dir("late/sub")
+        .file("late/sub/old", b"o")
+        .file("hidden", b"h")
+        .tar();
+    let l2 = Layer::new()
+        .dir("etc")
+        .whiteout("etc/b")
+        .whiteout("gone")
+        .dir("opq")
+        .opaque("opq")
+        .file("opq/new", b"n")
+        .dir("opq/kept")
+        .file("opq/kept/new3", b"n")
+        .dir("late")
+        .file("late/new", b"n")
+        .dir("late/sub")
+        .file("late/sub/new", b"n")
+        .opaque("late")
+        .file("hidden2", b"h")
+        .tar();
+    let l3 = Layer::new()
+        .dir("etc")
+        .dir("etc/b")
+        .file("etc/b/now-a-dir", b"d")
+        .file("gone", b"now a file")
+        .whiteout("hidden")
+        .whiteout("etc/sub/x")
+        .tar();
+    differential("differential_whiteouts_and_opaque_dirs", &[l1, l2, l3]);
+}
+
+#[test]
+fn differential_hardlinks_and_symlinks() {
+    let l1 = Layer::new()
+        .dir("bin")
+        .add(Entry::file("bin/busybox", b"busybox elf").mode(0o755))
+        .hardlink("bin/ls", "bin/busybox")
+        .hardlink("bin/cat", "bin/busybox")
+        .dir("usr")
+        .dir("usr/lib")
+        .file("usr/lib/libc.so", b"libc 1")
+        .symlink("lib", "usr/lib")
+        .symlink("lib64", "/usr/lib")
+        .symlink("dangling", "nowhere")
+        .dir("etc")
+        .symlink("etc/mtab", "/proc/self/mounts")
+        .dir("opt")
+        .file("opt/tool", b"t")
+        .tar();
+    let l2 = Layer::new()
+        .dir("bin")
+        // breaks one link of the group
+        .file("bin/cat", b"a real cat")
+        .dir("usr")
+        .dir("usr/lib")
+        .file("usr/lib/libc.so.6", b"libc 2")
+        .hardlink("usr/lib/libc.so", "usr/lib/libc.so.6")
+        .symlink("opt", "usr")
+        .dir("dangling")
+        .file("dangling/inside", b"i")
+        .dir("etc")
+        .file("etc/mtab", b"a file now")
+        .tar();
+    let l3 = Layer::new()
+        .dir("bin")
+        .whiteout("bin/ls")
+        .symlink("lib", "usr/lib64")
+        .tar();
+    differential("differential_hardlinks_and_symlinks", &[l1, l2, l3]);
+}
+
+#[test]
+fn differential_xattrs_devices_and_modes() {
+    let l1 = Layer::new()
+        .add(Entry::dir("tmp").mode(0o1777))
+        .add(Entry::dir("shared").mode(0o2775).owner(0, 100))
+        .add(Entry::dir("private").mode(0o700).owner(1000, 1000))
+        .add(Entry::file("private/f", b"p").mode(0o600).owner(1000, 1000))
+        .dir("bin")
+        .add(Entry::file("bin/suid", b"s").mode(0o4755))
+        .add(Entry::file("bin/sgid", b"s").mode(0o2711).owner(0, 50))
+        .add(
+            Entry::file("bin/ping", b"ping")
+                .mode(0o755)
+                .xattr("security.capability", &CAP_NET_RAW),
+        )
+        .add(
+            Entry::file("bin/noted", b"n")
+                .xattr("user.note", b"hello")
+                .xattr("trusted.x", b"t"),
+        )
+        .add(Entry::file("bin/bigid", b"b").owner(3_000_000, 3_000_001))
+        .add(Entry::file("bin/old", b"o").mtime(1))
+        .add(Entry::file("bin/frac", b"f").pax("mtime", b"1600000000.5"))
+        .add(Entry::dir("dev").xattr("user.devdir", b"1"))
+        .add(Entry::node("dev/null", EntryType::Char, 1, 3).mode(0o666))
+        .add(Entry::node("dev/zero", EntryType::Char, 1, 5).mode(0o666))
+        .add(
+            Entry::node("dev/loop0", EntryType::Block, 7, 0)
+                .mode(0o660)
+                .owner(0, 6),
+        )
+        .add(Entry::node("dev/initctl", EntryType::Fifo, 0, 0).mode(0o600))
+        .tar();
+    let l2 = Layer::new()
+        .add(Entry::dir("tmp").mode(0o755))
+        .add(Entry::dir("private").mode(0o750).owner(1000, 1000))
+        .dir("dev")
+        // node over node, file over node, node over file
+        .add(Entry::node("dev/null", EntryType::Char, 1, 7).mode(0o600))
+        .file("dev/zero", b"not a device")
+        .dir("bin")
+        .add(Entry::node("bin/old", EntryType::Fifo, 0, 0).mode(0o644))
+        .add(
+            Entry::file("bin/noted", b"n2")
+                .mode(0o4750)
+                .owner(0, 10)
+                .xattr("user.other", b"x"),
+        )
+        .tar();
+    differential("differential_xattrs_devices_and_modes", &[l1, l2]);
+}
+
+#[test]
+fn differential_deep_and_large() {
+    let mut l1 = Layer::new();
+    let mut p = String::new();
+    for i in 0..300 {
+        if i > 0 {
+            p.push('/');
+        }
+        p.push_str(&format!("d{}", i % 10));
+        l1.dir(&p);
+        if i % 50 == 0 {
+            l1.file(&format!("{p}/f{i}"), format!("level {i}").as_bytes());
+        }
+    }
+    // 20 MiB of incompressible-ish content.
+    let mut big = vec![0u8; 20 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    l1.file("big", &big);
+    // (No GNU sparse entry: umoci 0.4 refuses typeflag 'S'.)
+    l1.dir("many");
+    for d in 0..20 {
+        l1.dir(&format!("many/{d}"));
+        for f in 0..100 {
+            l1.file(&format!("many/{d}/{f}"), format!("{d}/{f}").as_bytes());
+        }
+    }
+    let l1 = l1.tar();
+    // Second layer: change the leaf, delete a subtree half way down, grow a new one.
+    let mut l2 = Layer::new();
+    let mut q = String::new();
+    for i in 0..300 {
+        if i > 0 {
+            q.push('/');
+        }
+        q.push_str(&format!("d{}", i % 10));
+        if i == 150 {
+            let (parent, _) = q.rsplit_once('/').expect("deep");
+            l2.whiteout(&q);
+            l2.dir(&format!("{parent}/new"));
+            l2.file(&format!("{parent}/new/file"), b"new branch");
+            break;
+        }
+        l2.dir(&q);
+    }
+    l2.opaque("many/3");
+    l2.file("many/3/only", b"only");
+    l2.whiteout("many/4");
+    let l2 = l2.tar();
+    differential("differential_deep_and_large", &[l1, l2]);
+}
