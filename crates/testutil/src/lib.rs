@@ -1,6 +1,8 @@
 //! OCI bundles for tests, made from the host's busybox-static: a rootfs holding
 //! /bin/busybox and its applets as symlinks, and a config.json shaped like
 //! `runc spec`'s (without a terminal). No network, no image store.
+//!
+//! [`registry`]: a real OCI registry (docker-registry) on 127.0.0.1 for registry tests.
 
 pub mod image;
 pub mod registry;
