@@ -42,18 +42,23 @@ fn familiar(name: &str) -> String {
 }
 
 /// Writes `images` (record, and the name to save it under) as one tar.
-pub fn save<W: Write>(images: &Images, chosen: &[(ImageRecord, Option<String>)], out: W) -> Result<(), ArchiveError> {
+pub fn save<W: Write>(
+    images: &Images,
+    chosen: &[(ImageRecord, Option<String>)],
+    out: W,
+) -> Result<(), ArchiveError> {
     let mut tar = tar::Builder::new(out);
     let mut written = std::collections::HashSet::new();
     let mut index = vec![];
     let mut docker = vec![];
-    let mut add_file = |tar: &mut tar::Builder<W>, path: &str, data: &[u8]| -> std::io::Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_mtime(0);
-        tar.append_data(&mut h, path, data)
-    };
+    let mut add_file =
+        |tar: &mut tar::Builder<W>, path: &str, data: &[u8]| -> std::io::Result<()> {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_mtime(0);
+            tar.append_data(&mut h, path, data)
+        };
     add_file(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for (rec, name) in chosen {
         for d in rec.blobs().filter(|d| Some(*d) != rec.index.as_ref()) {
@@ -67,10 +72,16 @@ pub fn save<W: Write>(images: &Images, chosen: &[(ImageRecord, Option<String>)],
             }
         }
         let size = images.content.size(&rec.manifest).unwrap_or(0);
-        let mut desc = json!({"mediaType": rec.manifest_media_type, "digest": rec.manifest, "size": size});
+        let mut desc =
+            json!({"mediaType": rec.manifest_media_type, "digest": rec.manifest, "size": size});
         if let Some(n) = name {
-            let tag = n.parse::<Reference>().ok().and_then(|r| r.tag().map(str::to_string)).unwrap_or_default();
-            desc["annotations"] = json!({"io.containerd.image.name": n, "org.opencontainers.image.ref.name": tag});
+            let tag = n
+                .parse::<Reference>()
+                .ok()
+                .and_then(|r| r.tag().map(str::to_string))
+                .unwrap_or_default();
+            desc["annotations"] =
+                json!({"io.containerd.image.name": n, "org.opencontainers.image.ref.name": tag});
         }
         index.push(desc);
         docker.push(json!({
@@ -80,8 +91,16 @@ pub fn save<W: Write>(images: &Images, chosen: &[(ImageRecord, Option<String>)],
         }));
     }
     let index = json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": index});
-    add_file(&mut tar, "index.json", &serde_json::to_vec(&index).map_err(std::io::Error::other)?)?;
-    add_file(&mut tar, "manifest.json", &serde_json::to_vec(&docker).map_err(std::io::Error::other)?)?;
+    add_file(
+        &mut tar,
+        "index.json",
+        &serde_json::to_vec(&index).map_err(std::io::Error::other)?,
+    )?;
+    add_file(
+        &mut tar,
+        "manifest.json",
+        &serde_json::to_vec(&docker).map_err(std::io::Error::other)?,
+    )?;
     tar.into_inner()?.flush()?;
     Ok(())
 }
@@ -91,13 +110,19 @@ fn small<R: Read>(e: R, path: &str) -> Result<Vec<u8>, ArchiveError> {
     let mut v = Vec::new();
     e.take(16 << 20).read_to_end(&mut v)?;
     if v.len() >= 16 << 20 {
-        return Err(ArchiveError::Format(format!("{path} is larger than 16 MiB")));
+        return Err(ArchiveError::Format(format!(
+            "{path} is larger than 16 MiB"
+        )));
     }
     Ok(v)
 }
 
 /// Reads images from a tar and stores them; returns the records.
-pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Vec<ImageRecord>, ArchiveError> {
+pub fn load<R: Read>(
+    images: &Images,
+    input: R,
+    opts: &PullOptions,
+) -> Result<Vec<ImageRecord>, ArchiveError> {
     let mut tar = tar::Archive::new(input);
     let mut index_json = None;
     let mut manifest_json = None;
@@ -108,7 +133,11 @@ pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Ve
         if !e.header().entry_type().is_file() {
             continue;
         }
-        let path = e.path()?.to_string_lossy().trim_start_matches("./").to_string();
+        let path = e
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         match path.as_str() {
             "index.json" => index_json = Some(small(&mut e, &path)?),
             "manifest.json" => manifest_json = Some(small(&mut e, &path)?),
@@ -138,9 +167,11 @@ pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Ve
     }
     let mut out = vec![];
     if let Some(index) = index_json {
-        let index: serde_json::Value = serde_json::from_slice(&index).map_err(|e| ArchiveError::Format(format!("index.json: {e}")))?;
+        let index: serde_json::Value = serde_json::from_slice(&index)
+            .map_err(|e| ArchiveError::Format(format!("index.json: {e}")))?;
         for m in index["manifests"].as_array().into_iter().flatten() {
-            let desc: Descriptor = serde_json::from_value(m.clone()).map_err(|e| ArchiveError::Format(format!("index.json: {e}")))?;
+            let desc: Descriptor = serde_json::from_value(m.clone())
+                .map_err(|e| ArchiveError::Format(format!("index.json: {e}")))?;
             if manifest::is_index(&desc.media_type) {
                 continue;
             }
@@ -149,13 +180,31 @@ pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Ve
             let name = m["annotations"]["io.containerd.image.name"]
                 .as_str()
                 .map(str::to_string)
-                .or_else(|| m["annotations"]["org.opencontainers.image.ref.name"].as_str().map(str::to_string));
-            out.push(record(images, &desc.digest, &desc.media_type, &man, name.as_deref(), opts)?);
+                .or_else(|| {
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .map(str::to_string)
+                });
+            out.push(record(
+                images,
+                &desc.digest,
+                &desc.media_type,
+                &man,
+                name.as_deref(),
+                opts,
+            )?);
         }
     } else if let Some(mj) = manifest_json {
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&mj).map_err(|e| ArchiveError::Format(format!("manifest.json: {e}")))?;
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&mj)
+            .map_err(|e| ArchiveError::Format(format!("manifest.json: {e}")))?;
         for item in list {
-            let lookup = |p: &str| stored.get(p).cloned().ok_or_else(|| ArchiveError::Format(format!("manifest.json names {p:?}, which is not in the archive")));
+            let lookup = |p: &str| {
+                stored.get(p).cloned().ok_or_else(|| {
+                    ArchiveError::Format(format!(
+                        "manifest.json names {p:?}, which is not in the archive"
+                    ))
+                })
+            };
             let config = lookup(item["Config"].as_str().unwrap_or_default())?;
             let mut layers = vec![];
             for l in item["Layers"].as_array().into_iter().flatten() {
@@ -163,9 +212,15 @@ pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Ve
                 let mut head = [0u8; 8];
                 let n = images.content.open(&d)?.read(&mut head)?;
                 let media_type = match crate::unpack::Compression::detect(&head[..n]) {
-                    crate::unpack::Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    crate::unpack::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-                    crate::unpack::Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+                    crate::unpack::Compression::Gzip => {
+                        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+                    }
+                    crate::unpack::Compression::Zstd => {
+                        "application/vnd.oci.image.layer.v1.tar+zstd"
+                    }
+                    crate::unpack::Compression::None => {
+                        "application/vnd.docker.image.rootfs.diff.tar"
+                    }
                 };
                 layers.push(json!({"mediaType": media_type, "digest": d, "size": images.content.size(&d).unwrap_or(0)}));
             }
@@ -179,20 +234,37 @@ pub fn load<R: Read>(images: &Images, input: R, opts: &PullOptions) -> Result<Ve
             let md = Digest::sha256_of(&bytes);
             images.content.write(&md, &bytes)?;
             let parsed = Manifest::parse(&md, manifest::DOCKER_MANIFEST, &bytes)?;
-            let tags: Vec<String> = item["RepoTags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)).collect();
-            let mut rec = record(images, &md, manifest::DOCKER_MANIFEST, &parsed, tags.first().map(String::as_str), opts)?;
+            let tags: Vec<String> = item["RepoTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect();
+            let mut rec = record(
+                images,
+                &md,
+                manifest::DOCKER_MANIFEST,
+                &parsed,
+                tags.first().map(String::as_str),
+                opts,
+            )?;
             for t in tags.iter().skip(1) {
                 rec = images.tag(&rec.id.to_string(), t)?;
             }
             out.push(rec);
         }
     } else {
-        return Err(ArchiveError::Format("neither index.json (OCI layout) nor manifest.json (docker-archive) found".into()));
+        return Err(ArchiveError::Format(
+            "neither index.json (OCI layout) nor manifest.json (docker-archive) found".into(),
+        ));
     }
     Ok(out)
 }
 
-fn copy_into<R: Read>(r: &mut R, mut sink: impl FnMut(&[u8]) -> Result<(), ContentError>) -> Result<(), ArchiveError> {
+fn copy_into<R: Read>(
+    r: &mut R,
+    mut sink: impl FnMut(&[u8]) -> Result<(), ContentError>,
+) -> Result<(), ArchiveError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = r.read(&mut buf)?;
@@ -212,7 +284,8 @@ fn record(
     opts: &PullOptions,
 ) -> Result<ImageRecord, ArchiveError> {
     let config_bytes = images.content.read(&m.config.digest)?;
-    let config = ImageConfig::parse(&m.config.digest, &config_bytes, m.layers.len()).map_err(PullError::from)?;
+    let config = ImageConfig::parse(&m.config.digest, &config_bytes, m.layers.len())
+        .map_err(PullError::from)?;
     let chains = config.chain_ids();
     let mut layers = vec![];
     for (i, l) in m.layers.iter().enumerate() {
@@ -231,7 +304,10 @@ fn record(
     let rec = ImageRecord {
         id: m.config.digest.clone(),
         names: vec![],
-        repo_digests: reference.iter().map(|r| format!("{}@{manifest_digest}", r.name())).collect(),
+        repo_digests: reference
+            .iter()
+            .map(|r| format!("{}@{manifest_digest}", r.name()))
+            .collect(),
         manifest: manifest_digest.clone(),
         manifest_media_type: media_type.into(),
         index: None,
@@ -239,7 +315,9 @@ fn record(
         layers,
         created: config.created.clone(),
         platform: config.platform(),
-        stored_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        stored_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         size,
     };
     Ok(images.put(rec, reference.as_ref().filter(|r| r.tag().is_some()))?)

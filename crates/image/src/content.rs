@@ -281,7 +281,9 @@ fn tempfile_in(dir: &Path) -> Result<(PathBuf, File), ContentError> {
             Err(e) => return Err(io("create", &p)(e)),
         }
     }
-    Err(io("create", dir)(std::io::Error::other("no free temporary name")))
+    Err(io("create", dir)(std::io::Error::other(
+        "no free temporary name",
+    )))
 }
 
 impl Writer {

@@ -152,7 +152,9 @@ pub async fn pull(
     images.content.write(&top.digest, &top.bytes)?;
     let (index, fetched) = if manifest::is_index(&top.media_type) {
         let chosen = berth_distribution::select_manifest(&top.bytes, &opts.platform)?;
-        let m = client.get_manifest(&r.with_digest(chosen.digest.clone())).await?;
+        let m = client
+            .get_manifest(&r.with_digest(chosen.digest.clone()))
+            .await?;
         images.content.write(&m.digest, &m.bytes)?;
         (Some(top.digest.clone()), m)
     } else {
@@ -203,7 +205,10 @@ pub async fn pull(
                 let gate = gate.clone();
                 let digest = job.desc.digest.clone();
                 let task = tokio::spawn(async move {
-                    let _permit = gate.acquire_owned().await.expect("the semaphore is never closed");
+                    let _permit = gate
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
                     job.run().await
                 });
                 (digest, task)
@@ -241,7 +246,11 @@ pub async fn pull(
     let rec = ImageRecord {
         id: m.config.digest.clone(),
         names: Vec::new(),
-        repo_digests: vec![format!("{}@{}", r.name(), index.as_ref().unwrap_or(&fetched.digest))],
+        repo_digests: vec![format!(
+            "{}@{}",
+            r.name(),
+            index.as_ref().unwrap_or(&fetched.digest)
+        )],
         manifest: fetched.digest.clone(),
         manifest_media_type: fetched.media_type.clone(),
         index,
@@ -258,12 +267,21 @@ pub async fn pull(
 
 /// The warm path: the record for this name, if the registry's manifest digest is the
 /// one recorded and every layer is present.
-async fn warm(images: &Images, client: &Client, r: &Reference) -> Result<Option<ImageRecord>, PullError> {
+async fn warm(
+    images: &Images,
+    client: &Client,
+    r: &Reference,
+) -> Result<Option<ImageRecord>, PullError> {
     let Ok(rec) = images.find(&r.to_string()) else {
         return Ok(None);
     };
     let complete = rec.layers.iter().all(|l| {
-        images.snapshots.committed(&l.chain_id).ok().flatten().is_some()
+        images
+            .snapshots
+            .committed(&l.chain_id)
+            .ok()
+            .flatten()
+            .is_some()
             && images.content.size(&l.digest).is_some()
     });
     if !complete {
@@ -298,7 +316,12 @@ pub(crate) fn commit_stored_layer(
     };
     images.snapshots.commit(&layer.chain_id, parent, |fs, _| {
         let f = images.content.open(&layer.digest)?;
-        let out = unpack::unpack(std::io::BufReader::with_capacity(1 << 20, f), compression, fs, &uopts)?;
+        let out = unpack::unpack(
+            std::io::BufReader::with_capacity(1 << 20, f),
+            compression,
+            fs,
+            &uopts,
+        )?;
         if out.diff_id != layer.diff_id {
             return Err(PullError::DiffId {
                 layer: layer.digest.clone(),
@@ -352,19 +375,27 @@ impl LayerJob {
             }
             .await;
             drop(tx);
-            let done = worker.await.map_err(|_| PullError::Worker(digest.clone()))?;
+            let done = worker
+                .await
+                .map_err(|_| PullError::Worker(digest.clone()))?;
             // A network failure explains an unpack error that follows from it.
             net?;
             done?;
         } else {
             drop(tx);
-            worker.await.map_err(|_| PullError::Worker(digest.clone()))??;
+            worker
+                .await
+                .map_err(|_| PullError::Worker(digest.clone()))??;
         }
         Ok(())
     }
 
     /// On a blocking thread: ingest and unpack.
-    fn work(self, offset_tx: oneshot::Sender<u64>, rx: mpsc::Receiver<Chunk>) -> Result<(), PullError> {
+    fn work(
+        self,
+        offset_tx: oneshot::Sender<u64>,
+        rx: mpsc::Receiver<Chunk>,
+    ) -> Result<(), PullError> {
         let images = &self.images;
         let d = &self.desc;
         let mut offset_tx = Some(offset_tx);
@@ -384,40 +415,51 @@ impl LayerJob {
         }
         let compression = Compression::from_media_type(&d.media_type)?;
         let rx = Mutex::new(Some(rx));
-        let made = images.snapshots.commit(&self.chain, self.parent.as_ref(), |fs, _driver| {
-            let unpacked = match images.content.ingest(&d.digest, d.size)? {
-                Ingest::Present => {
-                    let f = images.content.open(&d.digest)?;
-                    unpack::unpack(std::io::BufReader::with_capacity(1 << 20, f), compression, fs, &self.unpack)?
+        let made = images
+            .snapshots
+            .commit(&self.chain, self.parent.as_ref(), |fs, _driver| {
+                let unpacked = match images.content.ingest(&d.digest, d.size)? {
+                    Ingest::Present => {
+                        let f = images.content.open(&d.digest)?;
+                        unpack::unpack(
+                            std::io::BufReader::with_capacity(1 << 20, f),
+                            compression,
+                            fs,
+                            &self.unpack,
+                        )?
+                    }
+                    Ingest::Write(w) => {
+                        let _ = offset_tx.take().map(|t| t.send(w.offset()));
+                        let rx = rx.lock().expect("not poisoned").take().expect("one use");
+                        let mut tee = Tee::new(w, rx, self.progress.clone())?;
+                        let out = unpack::unpack(&mut tee, compression, fs, &self.unpack);
+                        let out = match out {
+                            Ok(o) => o,
+                            Err(e) => return Err(tee.explain(e)),
+                        };
+                        // Whatever follows the tar stream is part of the blob too.
+                        std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| tee.error(e))?;
+                        tee.commit()?;
+                        out
+                    }
+                };
+                if unpacked.diff_id != self.diff_id {
+                    return Err(PullError::DiffId {
+                        layer: d.digest.clone(),
+                        expected: self.diff_id.clone(),
+                        actual: unpacked.diff_id,
+                    });
                 }
-                Ingest::Write(w) => {
-                    let _ = offset_tx.take().map(|t| t.send(w.offset()));
-                    let rx = rx.lock().expect("not poisoned").take().expect("one use");
-                    let mut tee = Tee::new(w, rx, self.progress.clone())?;
-                    let out = unpack::unpack(&mut tee, compression, fs, &self.unpack);
-                    let out = match out {
-                        Ok(o) => o,
-                        Err(e) => return Err(tee.explain(e)),
-                    };
-                    // Whatever follows the tar stream is part of the blob too.
-                    std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| tee.error(e))?;
-                    tee.commit()?;
-                    out
-                }
-            };
-            if unpacked.diff_id != self.diff_id {
-                return Err(PullError::DiffId {
-                    layer: d.digest.clone(),
-                    expected: self.diff_id.clone(),
-                    actual: unpacked.diff_id,
-                });
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         self.progress.layer(
             &d.digest,
             d.size,
-            if made.is_some() { LayerState::Done } else { LayerState::Exists },
+            if made.is_some() {
+                LayerState::Done
+            } else {
+                LayerState::Exists
+            },
         );
         Ok(())
     }
@@ -436,8 +478,16 @@ struct Tee {
 }
 
 impl Tee {
-    fn new(writer: Writer, rx: mpsc::Receiver<Chunk>, progress: Arc<dyn Progress>) -> Result<Tee, PullError> {
-        let prefix = if writer.offset() > 0 { Some(writer.prefix()?) } else { None };
+    fn new(
+        writer: Writer,
+        rx: mpsc::Receiver<Chunk>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Tee, PullError> {
+        let prefix = if writer.offset() > 0 {
+            Some(writer.prefix()?)
+        } else {
+            None
+        };
         Ok(Tee {
             prefix,
             rx,

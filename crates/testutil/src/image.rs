@@ -223,7 +223,11 @@ pub fn filler(seed: u64, len: usize) -> Vec<u8> {
 /// about its layers), rewriting config, manifest and index so the digests stay valid.
 pub fn swap_diff_ids(dir: &Path, tag: &str) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
-    let read = |d: &str| -> Result<Value> { Ok(serde_json::from_slice(&std::fs::read(blobs.join(&d[7..]))?)?) };
+    let read = |d: &str| -> Result<Value> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            blobs.join(&d[7..]),
+        )?)?)
+    };
     let put = |v: &Value| -> Result<(String, usize)> {
         let data = serde_json::to_vec(v)?;
         let d = sha256(&data);
@@ -239,7 +243,10 @@ pub fn swap_diff_ids(dir: &Path, tag: &str) -> Result<()> {
         .context("tag")?;
     let mut manifest = read(m["digest"].as_str().context("digest")?)?;
     let mut config = read(manifest["config"]["digest"].as_str().context("config")?)?;
-    config["rootfs"]["diff_ids"].as_array_mut().context("diff_ids")?.swap(0, 1);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .context("diff_ids")?
+        .swap(0, 1);
     let (cd, cn) = put(&config)?;
     manifest["config"]["digest"] = json!(cd);
     manifest["config"]["size"] = json!(cn);

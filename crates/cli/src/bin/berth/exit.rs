@@ -22,14 +22,13 @@ fn image(e: &ImageError) -> Option<i32> {
 }
 
 fn registry(e: &berth_distribution::Error) -> i32 {
-    if e.is_not_found() {
-        NOT_FOUND
-    } else if e.is_auth() {
-        AUTH
-    } else if e.is_content() {
-        CONTENT
-    } else {
-        REGISTRY
+    use berth_distribution::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => NOT_FOUND,
+        K::Unauthorized | K::Denied => AUTH,
+        K::Integrity => CONTENT,
+        K::Local => 1,
+        _ => REGISTRY,
     }
 }
 

@@ -153,7 +153,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn client() -> Result<Client> {
     let config = ClientConfig::load().context("reading registry configuration")?;
-    let creds = Credentials::load().context("reading registry credentials")?;
+    let creds = Credentials::from_env();
     Ok(Client::new(config, creds)?)
 }
 
@@ -437,19 +437,23 @@ pub fn login(_cli: &Cli, a: &LoginArgs) -> Result<()> {
             .clone()
             .context("--password or --password-stdin is required")?
     };
-    let mut creds = Credentials::load()?;
-    creds.set(&a.registry, &user, &pass);
-    let client = Client::new(ClientConfig::load()?, creds.clone())?;
+    let creds = Credentials::from_env();
+    let client = Client::new(
+        ClientConfig::load()?,
+        Credentials::from_env().with_login(&a.registry, &user, &pass),
+    )?;
     runtime()?
         .block_on(client.check_login(&a.registry))
         .with_context(|| format!("logging in to {}", a.registry))?;
-    Credentials::store(&a.registry, &user, &pass)?;
+    creds.store(&a.registry, &user, &pass)?;
     eprintln!("Login Succeeded!");
     Ok(())
 }
 
 pub fn logout(_cli: &Cli, a: &LogoutArgs) -> Result<()> {
-    Credentials::erase(&a.registry)?;
+    if !Credentials::from_env().erase(&a.registry)? {
+        anyhow::bail!("not logged in to {}", a.registry);
+    }
     eprintln!("Removed login credentials for {}", a.registry);
     Ok(())
 }
@@ -470,7 +474,8 @@ pub fn save(cli: &Cli, a: &SaveArgs) -> Result<()> {
     match &a.output {
         Some(p) => {
             let tmp = p.with_extension("partial");
-            let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
             berth_image::archive::save(&images, &chosen, std::io::BufWriter::new(f))?;
             std::fs::rename(&tmp, p)?;
         }
@@ -479,7 +484,11 @@ pub fn save(cli: &Cli, a: &SaveArgs) -> Result<()> {
             if std::io::stdout().is_terminal() {
                 anyhow::bail!("refusing to write a tar to a terminal: use -o FILE or a pipe");
             }
-            berth_image::archive::save(&images, &chosen, std::io::BufWriter::new(std::io::stdout().lock()))?;
+            berth_image::archive::save(
+                &images,
+                &chosen,
+                std::io::BufWriter::new(std::io::stdout().lock()),
+            )?;
         }
     }
     Ok(())
