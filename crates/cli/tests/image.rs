@@ -100,7 +100,7 @@ fn pull_list_inspect_tag_and_remove() {
     let reg = registry_or_skip!();
     let id = ImageBuilder::busybox()
         .expect("image")
-        .push(&reg.addr(), "busybox", "latest")
+        .push(reg.addr(), "busybox", "latest")
         .expect("push");
     let s = Store::new();
     let name = format!("{}/busybox:latest", reg.addr());
@@ -185,8 +185,8 @@ fn shared_layers_are_stored_once() {
     a.layer(layer_tar(&[Entry::File("a".into(), b"a".to_vec(), 0o644)]).expect("tar"));
     let mut b = ImageBuilder::busybox().expect("image");
     b.layer(layer_tar(&[Entry::File("b".into(), b"b".to_vec(), 0o644)]).expect("tar"));
-    a.push(&reg.addr(), "a", "v1").expect("push");
-    b.push(&reg.addr(), "b", "v1").expect("push");
+    a.push(reg.addr(), "a", "v1").expect("push");
+    b.push(reg.addr(), "b", "v1").expect("push");
     let s = Store::new();
     for n in ["a", "b"] {
         let o = s.run(&["pull", "-q", &format!("{}/{n}:v1", reg.addr())]);
@@ -211,7 +211,7 @@ fn concurrent_pulls_of_one_image_share_the_work() {
             layer_tar(&[Entry::File(format!("f{i}"), filler(i, 4_000_000), 0o644)]).expect("tar"),
         );
     }
-    let id = img.push(&reg.addr(), "conc", "v1").expect("push");
+    let id = img.push(reg.addr(), "conc", "v1").expect("push");
     let s = Store::new();
     let name = format!("{}/conc:v1", reg.addr());
     let kids: Vec<_> = (0..3)
@@ -252,7 +252,7 @@ fn a_pull_killed_at_any_point_is_finished_by_the_next() {
             .expect("tar"),
         );
     }
-    let id = img.push(&reg.addr(), "killme", "v1").expect("push");
+    let id = img.push(reg.addr(), "killme", "v1").expect("push");
     let name = format!("{}/killme:v1", reg.addr());
     let s = Store::new();
     // Kill at spread-out moments: before, during and after layers land.
@@ -305,7 +305,7 @@ fn hostile_layers_are_refused_and_leave_nothing() {
     let evil = tar.into_inner().expect("tar");
     let mut img = ImageBuilder::busybox().expect("image");
     img.layer(evil);
-    img.push(&reg.addr(), "evil", "v1").expect("push");
+    img.push(reg.addr(), "evil", "v1").expect("push");
     let s = Store::new();
     let o = s.run(&["pull", &format!("{}/evil:v1", reg.addr())]);
     assert_eq!(o.code, 7, "{}", o.stderr);

@@ -51,14 +51,13 @@ pub fn save<W: Write>(
     let mut written = std::collections::HashSet::new();
     let mut index = vec![];
     let mut docker = vec![];
-    let mut add_file =
-        |tar: &mut tar::Builder<W>, path: &str, data: &[u8]| -> std::io::Result<()> {
-            let mut h = tar::Header::new_ustar();
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            h.set_mtime(0);
-            tar.append_data(&mut h, path, data)
-        };
+    let add_file = |tar: &mut tar::Builder<W>, path: &str, data: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, data)
+    };
     add_file(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for (rec, name) in chosen {
         for d in rec.blobs().filter(|d| Some(*d) != rec.index.as_ref()) {

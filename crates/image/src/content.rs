@@ -49,7 +49,7 @@ pub enum Ingest {
     /// The blob is already in the store (perhaps written by a concurrent pull just now).
     Present,
     /// Write the blob with this writer, starting at [`Writer::offset`].
-    Write(Writer),
+    Write(Box<Writer>),
 }
 
 pub struct Writer {
@@ -178,7 +178,7 @@ impl ContentStore {
         if written > size {
             w.restart()?;
         }
-        Ok(Ingest::Write(w))
+        Ok(Ingest::Write(Box::new(w)))
     }
 
     /// Stores content whose digest is not known in advance (legacy archives): hashed with

@@ -405,7 +405,7 @@ impl LayerJob {
                 // Snapshot kept, blob collected: fetch the blob alone (push and save need it).
                 if let Ingest::Write(w) = images.content.ingest(&d.digest, d.size)? {
                     let _ = offset_tx.take().map(|t| t.send(w.offset()));
-                    let mut tee = Tee::new(w, rx, self.progress.clone())?;
+                    let mut tee = Tee::new(*w, rx, self.progress.clone())?;
                     std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| tee.error(e))?;
                     tee.commit()?;
                 }
@@ -431,7 +431,7 @@ impl LayerJob {
                     Ingest::Write(w) => {
                         let _ = offset_tx.take().map(|t| t.send(w.offset()));
                         let rx = rx.lock().expect("not poisoned").take().expect("one use");
-                        let mut tee = Tee::new(w, rx, self.progress.clone())?;
+                        let mut tee = Tee::new(*w, rx, self.progress.clone())?;
                         let out = unpack::unpack(&mut tee, compression, fs, &self.unpack);
                         let out = match out {
                             Ok(o) => o,

@@ -456,14 +456,14 @@ fn probe_overlay(root: &Path) -> Driver {
         );
         let mounted = rustix::mount::mount(
             "overlay",
-            &probe.join("m"),
+            probe.join("m"),
             "overlay",
             rustix::mount::MountFlags::empty(),
             std::ffi::CString::new(opts).ok().as_deref(),
         )
         .is_ok();
         if mounted {
-            let _ = rustix::mount::unmount(&probe.join("m"), rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(probe.join("m"), rustix::mount::UnmountFlags::DETACH);
         }
         Ok(mounted)
     })()
