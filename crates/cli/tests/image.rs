@@ -342,3 +342,105 @@ fn a_wrong_diff_id_is_refused() {
     assert_eq!(o.code, 7, "{}", o.stderr);
     assert!(o.stderr.contains("diff_ids"), "{}", o.stderr);
 }
+
+#[test]
+fn save_load_round_trip_and_interoperate_with_skopeo() {
+    let reg = registry_or_skip!();
+    let mut img = ImageBuilder::busybox().expect("image");
+    img.layer(layer_tar(&[Entry::File("saved".into(), b"yes".to_vec(), 0o600)]).expect("tar"));
+    let id = img.push(reg.addr(), "saveme", "v1").expect("push");
+    let name = format!("{}/saveme:v1", reg.addr());
+    let s = Store::new();
+    assert_eq!(s.run(&["pull", "-q", &name]).code, 0);
+    let tar = s.dir.path().join("img.tar");
+    let o = s.run(&["save", "-o", tar.to_str().expect("utf-8"), &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+
+    // Into an empty store: same image, same name, snapshots made from the archive.
+    let t = Store::new();
+    let o = t.run(&["load", "-i", tar.to_str().expect("utf-8")]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), format!("Loaded image: {name}"));
+    let o = t.run(&["images", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    assert_eq!(format!("sha256:{}", v[0]["Id"].as_str().expect("id")), id);
+    assert_eq!(t.snapshots().len(), 2);
+    assert_blobs_verified(&t);
+
+    // skopeo reads berth's archive both as an OCI archive and as a docker-archive …
+    let out = tempfile::tempdir().expect("tempdir");
+    for src in [
+        format!("oci-archive:{}", tar.display()),
+        format!("docker-archive:{}", tar.display()),
+    ] {
+        let dst = out.path().join(src.split(':').next().expect("kind"));
+        berth_testutil::image::skopeo_copy(&src, &format!("oci:{}:x", dst.display()))
+            .expect("skopeo reads berth's save");
+    }
+    // … and berth loads skopeo's docker-archive (docker's format, names and all).
+    let darch = out.path().join("docker.tar");
+    berth_testutil::image::skopeo_copy(
+        &format!("docker://{name}"),
+        &format!("docker-archive:{}:other/name:v2", darch.display()),
+    )
+    .expect("skopeo writes a docker-archive");
+    let u = Store::new();
+    let o = u.run(&["load", "-i", darch.to_str().expect("utf-8")]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("docker.io/other/name:v2"), "{}", o.stdout);
+    let o = u.run(&["image", "inspect", "other/name:v2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    assert_eq!(
+        v[0]["Id"],
+        id.as_str(),
+        "the config, and so the id, survive"
+    );
+
+    // Garbage in: a clear error, nothing stored.
+    let junk = s.dir.path().join("junk.tar");
+    std::fs::write(&junk, b"not a tar at all").expect("write");
+    let w = Store::new();
+    let o = w.run(&["load", "-i", junk.to_str().expect("utf-8")]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("archive"), "{}", o.stderr);
+    assert!(w.blobs().is_empty());
+}
+
+#[test]
+fn push_skips_existing_blobs_and_round_trips() {
+    let reg = registry_or_skip!();
+    let mut img = ImageBuilder::busybox().expect("image");
+    img.layer(layer_tar(&[Entry::File("p".into(), b"p".to_vec(), 0o644)]).expect("tar"));
+    let id = img.push(reg.addr(), "src", "v1").expect("push");
+    let s = Store::new();
+    let src = format!("{}/src:v1", reg.addr());
+    assert_eq!(s.run(&["pull", "-q", &src]).code, 0);
+    // Same registry, new repository: blobs are mounted, not uploaded.
+    let dst = format!("{}/copy/dst:v2", reg.addr());
+    let o = s.run(&["push", &src, &dst]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("mounted from src") || o.stderr.contains("already on the registry"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains(": pushed"), "{}", o.stderr);
+    // Again: everything is there already.
+    let o = s.run(&["push", &src, &dst]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.matches("already on the registry").count() >= 3,
+        "{}",
+        o.stderr
+    );
+    // A new layer is uploaded; and what was pushed pulls back as the same image.
+    let t = Store::new();
+    let o = t.run(&["pull", "-q", &dst]);
+    assert_eq!((o.code, o.stdout.trim()), (0, id.as_str()), "{}", o.stderr);
+    t.run(&["tag", &dst, &format!("{}/fresh:v1", reg.addr())]);
+    let o = t.run(&["push", &format!("{}/fresh:v1", reg.addr())]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Unknown local image: not found.
+    assert_eq!(t.run(&["push", "nothing/here"]).code, 3);
+}
