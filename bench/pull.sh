@@ -319,7 +319,7 @@ cold() { # row round
         add ctr disk "$(disk_mib "$ctd/root")"
         ctd_stop ;;
     podman)
-        run_timed "$lg" podman --root "$st/root" --runroot "$st/run" --storage-driver overlay \
+        run_timed "$lg" podman --root "$st/root" --runroot "$st/run" --tmpdir "$st/tmp" --storage-driver overlay \
             pull --tls-verify=false "$ref" || die "podman pull failed"
         check_id podman "$(tail -1 "$lg")"
         add podman wall "$T_S"; add podman rss "$T_RSS"; add podman cpu "$T_CPU"; add podman disk "$(disk_mib "$st/root")"
@@ -518,7 +518,7 @@ report() {
         fi
         has ctr && echo "  - containerd (ctr pull): \`ctr -n k8s.io images pull --plain-http --snapshotter overlayfs REF\`. In containerd 1.6 this is not the CRI code path: ctr downloads the blobs itself and streams them into the daemon's content store, then asks the daemon to unpack (fetch, then unpack); RSS is daemon + ctr client."
     fi
-    has podman && echo "  - podman: \`podman --root EMPTY --runroot EMPTY2 --storage-driver overlay pull --tls-verify=false $ref\`; peak RSS = GNU time %M."
+    has podman && echo "  - podman: \`podman --root EMPTY --runroot EMPTY2 --tmpdir EMPTY3 --storage-driver overlay pull --tls-verify=false $ref\`; peak RSS = GNU time %M."
     has umoci && echo "  - skopeo + umoci: \`skopeo copy --src-tls-verify=false docker://$ref oci:DIR:latest\` then \`umoci unpack --image DIR:latest BUNDLE\`; wall = sum (medians: skopeo $(sec "$(smp umoci wall_skopeo)") s, umoci $(sec "$(smp umoci wall_umoci)") s), RSS = the larger."
     has berth && echo "  - berth warm pull: the same command again on a store that has the image, hyperfine -N, --warmup 3, $warm_runs runs."
     [ ${#rows[@]} -gt 0 ] && echo "- Disk after: \`du -sm\` of the tool's store after the pull (containerd keeps the compressed blobs besides the snapshots; skopeo + umoci: OCI layout + bundle)."
@@ -528,6 +528,9 @@ report() {
         vb="$("$berth" --version 2>/dev/null | head -1 | sed "s/^berth //" || echo "?") (binary $berth, sha256 $(sha256sum "$berth" | cut -c1-12)…, git $git_rev, $git_dirty)"
     fi
     echo "- Versions: berth $vb; $(containerd --version 2>/dev/null | awk '{print "containerd " $3}'); $(podman --version); $(skopeo --version); $(umoci --version); $(gzip --version | head -1); $(tar --version | head -1)$(command -v pigz >/dev/null && echo "; $(pigz --version 2>&1)")$(command -v libdeflate-gzip >/dev/null && echo "; libdeflate $(dpkg-query -W -f '${Version}' libdeflate0 2>/dev/null || echo '?')"); $(hyperfine --version)."
+    if awk -v l="${load_before%% *}" 'BEGIN {exit !(l >= 1)}'; then
+        echo "- Note: the host was busy before the run (1-minute load average ${load_before%% *} on $(nproc) CPUs): other work competed for the CPUs, so wall times are inflated and the parallel floor rows may not have had 2 free CPUs; compare the CPU column, or rerun on a quiet host."
+    fi
     local n
     for n in "${notes[@]}"; do echo "- Note: $n."; done
 }
