@@ -197,14 +197,15 @@ mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
 log "image $ref: id $image_id, ${#layer_blobs[@]} layers, $(mib $comp_bytes) MiB gzip, $(mib $raw_bytes) MiB of tar"
 
 # --- per-tool runs ------------------------------------------------------------------------
-# run_timed LOGFILE CMD...: runs CMD with stdout+stderr to LOGFILE under GNU time; sets
+# run_timed LOGFILE CMD...: runs CMD under GNU time, stdout to LOGFILE, stderr to
+# LOGFILE.err; sets
 # T_S (wall seconds, from date +%s%N around it), T_RSS (KiB, wait4 ru_maxrss) and T_CPU
 # (user + system seconds of the command and its reaped children).
 run_timed() {
     local out=$1 s e; shift
     s=$(date +%s%N)
-    if ! /usr/bin/time -f '%M %U %S' -o "$work/time.out" "$@" >"$out" 2>&1; then
-        log "command failed: $*"; tail -20 "$out" >&2; return 1
+    if ! /usr/bin/time -f '%M %U %S' -o "$work/time.out" "$@" >"$out" 2>"$out.err"; then
+        log "command failed: $*"; tail -n 20 "$out" "$out.err" >&2; return 1
     fi
     e=$(date +%s%N)
     T_S=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.4f", (b-a)/1e9}')
