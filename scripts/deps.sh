@@ -9,6 +9,11 @@ podman
 libseccomp-dev
 pkg-config
 hyperfine
+jq
+curl
+python3-grpcio
+pigz
+libdeflate-tools
 time
 iproute2
 procps
