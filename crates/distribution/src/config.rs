@@ -125,15 +125,23 @@ pub(crate) struct Endpoint {
 }
 
 impl ClientConfig {
-    /// The system's registries.conf (`$CONTAINERS_REGISTRIES_CONF` or
+    /// CAs from `$BERTH_CERTS_DIR` and the standard certs.d directories; then
+    /// the system's registries.conf (`$CONTAINERS_REGISTRIES_CONF` or
     /// /etc/containers/registries.conf, then, for the default path, the drop-ins in
     /// /etc/containers/registries.conf.d/*.conf in name order), then berth's
     /// (`$BERTH_REGISTRIES_CONF` or /etc/berth/registries.conf); a later entry for the same
     /// prefix replaces an earlier one. Also the standard certs.d directories. Missing
     /// files are fine.
     pub fn load() -> Result<Self, Error> {
+        // $BERTH_CERTS_DIR (a certs.d-shaped directory) comes first: per-user and test CAs
+        // without touching /etc.
+        let certs_dirs = std::env::var_os("BERTH_CERTS_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(CERTS_DIRS.iter().map(PathBuf::from))
+            .collect();
         let mut config = ClientConfig {
-            certs_dirs: CERTS_DIRS.iter().map(PathBuf::from).collect(),
+            certs_dirs,
             ..Default::default()
         };
         let mut files = Vec::new();

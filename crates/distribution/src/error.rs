@@ -76,9 +76,19 @@ impl Reply {
             #[serde(default)]
             errors: Vec<RegistryError>,
         }
-        let errors = serde_json::from_slice::<Body>(body)
+        let mut errors = serde_json::from_slice::<Body>(body)
             .map(|b| b.errors)
             .unwrap_or_default();
+        // Go's net/http answers plain HTTP on a TLS port with this 400: say what it means.
+        if status == 400
+            && errors.is_empty()
+            && String::from_utf8_lossy(body).contains("HTTP request to an HTTPS server")
+        {
+            errors.push(RegistryError {
+                code: "HTTPS_ONLY".into(),
+                message: "the registry speaks HTTPS, but berth used plain HTTP (the rule for loopback and insecure registries without a CA of their own): put its CA in certs.d (/etc/berth/certs.d/HOST:PORT/ca.crt or $BERTH_CERTS_DIR) to use HTTPS".into(),
+            });
+        }
         Reply { status, errors }
     }
 

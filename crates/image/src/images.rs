@@ -98,11 +98,14 @@ pub struct Freed {
 
 impl Images {
     /// The image store under a berth root: `berth.redb` (metadata), `content/`, `snapshots/`.
-    pub fn open(root: &std::path::Path) -> Result<Images, ImageError> {
+    pub fn open(
+        root: &std::path::Path,
+        driver: Option<crate::snapshot::Driver>,
+    ) -> Result<Images, ImageError> {
         Ok(Images {
             meta: Store::new(root.join("berth.redb")),
             content: ContentStore::new(root.join("content")),
-            snapshots: Snapshots::open(root.join("snapshots"))?,
+            snapshots: Snapshots::open_with(root.join("snapshots"), driver)?,
         })
     }
 

@@ -43,6 +43,12 @@ pub enum SnapshotError {
         found: String,
         wanted: Digest,
     },
+    #[error("snapshots in {root} were made with the {recorded:?} driver, not {wanted:?}; use another --root")]
+    DriverMismatch {
+        root: PathBuf,
+        recorded: Driver,
+        wanted: Driver,
+    },
     #[error("active snapshot {0:?} already exists")]
     ActiveExists(String),
     #[error("snapshot key {0:?} must be letters, digits, '-', '_' or '.'")]
@@ -91,14 +97,40 @@ pub fn dir_name(chain: &Digest) -> &str {
 impl Snapshots {
     /// The snapshot store at `root`, with the driver recorded there (probed on first use).
     pub fn open(root: impl Into<PathBuf>) -> Result<Snapshots, SnapshotError> {
+        Snapshots::open_with(root, None)
+    }
+
+    /// As [`Snapshots::open`], with the driver chosen on first use; a store made with one
+    /// driver cannot be read with the other.
+    pub fn open_with(
+        root: impl Into<PathBuf>,
+        want: Option<Driver>,
+    ) -> Result<Snapshots, SnapshotError> {
         let root = root.into();
+        let s = Snapshots::open_probed(root.clone(), want)?;
+        if let Some(w) = want {
+            if w != s.driver {
+                return Err(SnapshotError::DriverMismatch {
+                    root,
+                    recorded: s.driver,
+                    wanted: w,
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    fn open_probed(root: PathBuf, want: Option<Driver>) -> Result<Snapshots, SnapshotError> {
         std::fs::create_dir_all(root.join("active")).map_err(io("create", &root))?;
         let record = root.join("driver");
         let driver = match std::fs::read_to_string(&record) {
             Ok(s) if s.trim() == "overlay" => Driver::Overlay,
             Ok(s) if s.trim() == "copy" => Driver::Copy,
             _ => {
-                let d = probe_overlay(&root);
+                let d = match want {
+                    Some(Driver::Copy) => Driver::Copy,
+                    _ => probe_overlay(&root),
+                };
                 std::fs::write(
                     &record,
                     if d == Driver::Overlay {

@@ -139,7 +139,11 @@ pub struct LogoutArgs {
 }
 
 pub fn open(cli: &Cli) -> Result<Images> {
-    Images::open(&cli.root)
+    let driver = cli.storage_driver.map(|d| match d {
+        crate::StorageDriver::Overlay => berth_image::snapshot::Driver::Overlay,
+        crate::StorageDriver::Copy => berth_image::snapshot::Driver::Copy,
+    });
+    Images::open(&cli.root, driver)
         .with_context(|| format!("opening the image store in {}", cli.root.display()))
 }
 

@@ -31,11 +31,25 @@ pub struct Cli {
         env = "BERTH_RUNROOT"
     )]
     runroot: PathBuf,
+    /// Snapshot driver for a new root: overlay (probed) or copy (where overlayfs can't be used).
+    #[arg(
+        long = "storage-driver",
+        global = true,
+        value_enum,
+        env = "BERTH_STORAGE_DRIVER"
+    )]
+    storage_driver: Option<StorageDriver>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log-level", global = true, default_value = "warn")]
     log_level: tracing::Level,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum StorageDriver {
+    Overlay,
+    Copy,
 }
 
 #[derive(Subcommand)]
