@@ -692,3 +692,65 @@ fn tree(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+#[test]
+fn multi_platform_images_pick_the_host_or_the_asked_platform() {
+    let reg = registry_or_skip!();
+    let layout = tempfile::tempdir().expect("tempdir");
+    let mk = |marker: &str| {
+        let mut b = ImageBuilder::busybox().expect("image");
+        b.layer(layer_tar(&[Entry::File(marker.into(), b"1".to_vec(), 0o644)]).expect("tar"));
+        b
+    };
+    berth_testutil::image::write_index_layout(
+        layout.path(),
+        "multi",
+        &mut [
+            (mk("amd64"), "linux/amd64"),
+            (mk("arm64"), "linux/arm64/v8"),
+            (mk("arm"), "linux/arm/v7"),
+        ],
+    )
+    .expect("layout");
+    let st = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:multi", layout.path().display()))
+        .arg(format!("docker://{}/multi:v1", reg.addr()))
+        .status()
+        .expect("skopeo");
+    assert!(st.success());
+    let name = format!("{}/multi:v1", reg.addr());
+    let s = Store::new();
+    let platform_of = |s: &Store, n: &str| -> String {
+        let o = s.run(&["image", "inspect", n]);
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+        format!(
+            "{}/{}",
+            v[0]["Os"].as_str().unwrap_or("?"),
+            v[0]["Architecture"].as_str().unwrap_or("?")
+        )
+    };
+    let o = s.run(&["pull", "-q", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(platform_of(&s, &name), "linux/amd64");
+    let t = Store::new();
+    let o = t.run(&["pull", "-q", "--platform", "linux/arm64", &name]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        platform_of(&t, &name),
+        "linux/arm64",
+        "arm64 means arm64/v8"
+    );
+    let u = Store::new();
+    let o = u.run(&["pull", "--platform", "linux/s390x", &name]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("s390x"), "{}", o.stderr);
+    let o = u.run(&["pull", "--platform", "nonsense", &name]);
+    assert_ne!(o.code, 0);
+}

@@ -256,3 +256,51 @@ pub fn swap_diff_ids(dir: &Path, tag: &str) -> Result<()> {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
     Ok(())
 }
+
+/// Writes an OCI layout whose tag names an index of several images, one per platform
+/// (`os/arch[/variant]`); each image's config says its platform.
+pub fn write_index_layout(
+    dir: &Path,
+    tag: &str,
+    images: &mut [(ImageBuilder, &str)],
+) -> Result<()> {
+    let mut manifests = vec![];
+    for (i, (img, platform)) in images.iter_mut().enumerate() {
+        let parts: Vec<&str> = platform.split('/').collect();
+        img.config["os"] = json!(parts[0]);
+        img.config["architecture"] = json!(parts[1]);
+        if let Some(v) = parts.get(2) {
+            img.config["variant"] = json!(v);
+        }
+        let sub = dir.join(format!(".sub{i}"));
+        img.write_layout(&sub, tag)?;
+        let index: Value = serde_json::from_slice(&std::fs::read(sub.join("index.json"))?)?;
+        let mut desc = index["manifests"][0].clone();
+        desc.as_object_mut()
+            .context("descriptor")?
+            .remove("annotations");
+        let mut p = json!({"os": parts[0], "architecture": parts[1]});
+        if let Some(v) = parts.get(2) {
+            p["variant"] = json!(v);
+        }
+        desc["platform"] = p;
+        manifests.push(desc);
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        for e in std::fs::read_dir(sub.join("blobs/sha256"))? {
+            let e = e?;
+            std::fs::rename(e.path(), blobs.join(e.file_name()))?;
+        }
+        std::fs::remove_dir_all(&sub)?;
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+    let data = serde_json::to_vec(&index)?;
+    let d = sha256(&data);
+    std::fs::write(dir.join("blobs/sha256").join(&d[7..]), &data)?;
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": data.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top)?)?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(())
+}
