@@ -758,7 +758,7 @@ fn hostile_symlink_from_a_parent_layer() {
 
 #[test]
 fn decompression_bomb() {
-    let tar = Layer::new().file("bomb", &vec![0u8; 8 << 20]).tar();
+    let tar = Layer::new().file("bomb", &vec![0u8; 4 << 20]).tar();
     let gz = gzip(&tar);
     assert!(gz.len() < 100 << 10);
     let area = Area::new();
@@ -796,8 +796,11 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         .prefix("berth-diff-")
         .tempdir()
         .expect("tempdir");
+    let t0 = std::time::Instant::now();
     let layout = tmp.path().join("layout");
-    common::layout::write(&layout, "t", tars);
+    let gzipped: Vec<Vec<u8>> = tars.iter().map(|t| gzip(t)).collect();
+    common::layout::write(&layout, "t", tars, &gzipped);
+    let t_layout = t0.elapsed();
     let bundle = tmp.path().join("bundle");
     let out = std::process::Command::new("umoci")
         .arg("unpack")
@@ -812,12 +815,12 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         String::from_utf8_lossy(&out.stderr)
     );
     let umoci_root = bundle.join("rootfs");
+    let t_umoci = t0.elapsed();
 
     let applied = tmp.path().join("applied");
     fs::create_dir(&applied).expect("applied");
     let mut lowers = Vec::new();
-    for (i, tar) in tars.iter().enumerate() {
-        let gz = gzip(tar);
+    for (i, (tar, gz)) in tars.iter().zip(&gzipped).enumerate() {
         let layer = layer_name(tar);
         let got = unpack::unpack(
             &gz[..],
@@ -838,6 +841,7 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         .unwrap_or_else(|e| panic!("{name}: overlay layer {i}: {e}"));
         lowers.push(lower);
     }
+    let t_berth = t0.elapsed();
     let apply_diff = common::tree::diff(&umoci_root, &applied);
     let overlay_diff = {
         let mount = common::Overlay::mount(&lowers, &tmp.path().join("merged"));
@@ -850,7 +854,12 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         overlay_diff.join("\n  ")
     );
     let n = common::tree::snapshot(&umoci_root).len();
-    eprintln!("{name}: {n} paths match umoci in both modes");
+    eprintln!(
+        "{name}: {n} paths match umoci in both modes (layout {t_layout:?}, umoci {:?}, berth {:?}, compare {:?})",
+        t_umoci - t_layout,
+        t_berth - t_umoci,
+        t0.elapsed() - t_berth
+    );
 }
 
 #[test]
@@ -1009,8 +1018,8 @@ fn differential_deep_and_large() {
             l1.file(&format!("{p}/f{i}"), format!("level {i}").as_bytes());
         }
     }
-    // 20 MiB of incompressible-ish content.
-    let mut big = vec![0u8; 20 << 20];
+    // 4 MiB of incompressible content (debug-build zlib is slow; the speed test is separate).
+    let mut big = vec![0u8; 4 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for b in big.iter_mut() {
         x ^= x << 13;
@@ -1050,4 +1059,40 @@ fn differential_deep_and_large() {
     l2.whiteout("many/4");
     let l2 = l2.tar();
     differential("differential_deep_and_large", &[l1, l2]);
+}
+
+// ---------------------------------------------------------------- speed (manual)
+
+/// Times berth unpacking a gzip layer, for comparison with `gzip -dc | wc -c` and
+/// `tar -xzf`. Manual: `BERTH_UNPACK_BENCH=layer.tar.gz cargo test --release -p
+/// berth-image --test unpack -- --ignored bench_unpack --nocapture`. No timed assertions.
+#[test]
+#[ignore]
+fn bench_unpack() {
+    let Ok(layer) = std::env::var("BERTH_UNPACK_BENCH") else {
+        eprintln!("skipping bench_unpack: set BERTH_UNPACK_BENCH to a .tar.gz layer");
+        return;
+    };
+    let dest_parent = std::env::var("BERTH_UNPACK_BENCH_DIR").unwrap_or_else(|_| "/tmp".into());
+    let mode = match std::env::var("BERTH_UNPACK_BENCH_MODE").as_deref() {
+        Ok("apply") => Whiteouts::Apply,
+        _ => Whiteouts::Overlay,
+    };
+    let area = tempfile::Builder::new()
+        .prefix("berth-bench-")
+        .tempdir_in(dest_parent)
+        .expect("tempdir");
+    let file = fs::File::open(&layer).expect("open layer");
+    let mut o = opts("sha256:bench", mode);
+    o.same_owner = common::is_root();
+    let t = std::time::Instant::now();
+    let got = unpack::unpack(file, Compression::Gzip, area.path(), &o).expect("unpack");
+    let el = t.elapsed();
+    eprintln!(
+        "berth unpack ({mode:?}): {} entries, {} MB uncompressed in {el:?} ({:.0} MB/s); diff_id {}",
+        got.entries,
+        got.size / 1_000_000,
+        got.size as f64 / 1e6 / el.as_secs_f64(),
+        got.diff_id
+    );
 }

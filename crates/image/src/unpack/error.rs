@@ -87,7 +87,7 @@ pub enum Refusal {
     HardlinkNoTarget,
     #[error("is a symlink without a target")]
     SymlinkNoTarget,
-    #[error("is a whiteout of {name:?}, which is not a plain file name (layer.md#whiteouts)")]
+    #[error("is a whiteout of {name:?}, which does not name a sibling file (layer.md#whiteouts)")]
     BadWhiteout { name: String },
     #[error("whites out the layer root (layer.md#whiteouts)")]
     WhiteoutRoot,
