@@ -424,6 +424,25 @@ fn replacement_semantics() {
     assert_eq!(area.outside(), before);
 }
 
+#[test]
+fn dir_listed_twice_takes_the_last_metadata() {
+    if skip_unless_root("dir_listed_twice_takes_the_last_metadata") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(Entry::dir("d").mode(0o700).mtime(1))
+        .file("d/f", b"f")
+        .add(Entry::dir("d").mode(0o751).mtime(2))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let d = lstat(&area.dest.join("d"));
+        assert_eq!((d.mode() & 0o7777, d.mtime()), (0o751, 2));
+        assert!(exists(&area.dest.join("d/f")));
+    }
+}
+
 // ---------------------------------------------------------------- whiteouts
 
 #[test]
@@ -1078,6 +1097,29 @@ fn bench_unpack() {
         Ok("apply") => Whiteouts::Apply,
         _ => Whiteouts::Overlay,
     };
+    // berth's own decompression floor: zlib-rs and sha256, no tar, no files.
+    let t = std::time::Instant::now();
+    let mut dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+        256 << 10,
+        fs::File::open(&layer).expect("open layer"),
+    ));
+    let mut h = berth_distribution::Hasher::new(berth_distribution::digest::Algorithm::Sha256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = dec.read(&mut buf).expect("gunzip");
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    eprintln!(
+        "zlib-rs gunzip + sha256 only: {} MB in {:?}; diff_id {}",
+        n / 1_000_000,
+        t.elapsed(),
+        h.finish()
+    );
     let area = tempfile::Builder::new()
         .prefix("berth-bench-")
         .tempdir_in(dest_parent)

@@ -489,9 +489,10 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    /// Deferred directory modes and times, children first.
+    /// Deferred directory modes and times, in tar order: a directory listed twice takes
+    /// its last entry's metadata.
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
-        for d in self.dirs.iter().rev() {
+        for d in &self.dirs {
             let fd = match self.root.open_dir_nofollow(&d.path) {
                 Ok(fd) => fd,
                 // Removed or replaced later in the layer.
