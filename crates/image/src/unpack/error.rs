@@ -17,6 +17,13 @@ pub enum UnpackError {
         source: io::Error,
     },
 
+    #[error("layer {layer}: cannot start the unpack worker thread")]
+    Thread {
+        layer: String,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("layer {layer}: reading the layer stream (decompression or tar framing){}", after_entry(.after))]
     Stream {
         layer: String,

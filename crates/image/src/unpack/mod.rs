@@ -13,16 +13,20 @@
 //!
 //! Steps per layer, in order:
 //! 1. open `dest` as a directory fd;
-//! 2. decompress → hash/count/bound → tar framing;
-//! 3. apply each entry (whiteouts, replacement, creation, owner, xattrs, mode, times);
-//! 4. set directory modes and times, deferred because creating children changes them;
-//! 5. drain the stream to EOF and report diff_id, size and entry count.
+//! 2. decompress → hash/count/bound, on the caller's thread, to EOF;
+//! 3. on a worker thread: tar framing, then each entry applied (whiteouts, replacement,
+//!    creation, owner, xattrs, mode, times);
+//! 4. on the worker: directory modes and times, deferred because creating children
+//!    changes them;
+//! 5. drain what the decompressor left of the input and report diff_id, size and entry
+//!    count.
 
 mod apply;
 mod compression;
 mod error;
 mod meta;
 mod path;
+mod pipeline;
 mod resolve;
 mod stream;
 mod whiteout;
@@ -32,12 +36,8 @@ pub use error::{Op, Refusal, UnpackError};
 
 use berth_distribution::Digest;
 use rustix::fs::{Mode, OFlags, CWD};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
-
-/// Buffer between the decompressor and the tar reader: headers are read 512 bytes at a
-/// time, so they come from here; file data is read in bigger chunks that bypass it.
-const TAR_BUF: usize = 256 * 1024;
 
 /// How a layer's whiteouts are represented in the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,41 +97,36 @@ pub fn unpack<R: Read>(
         dest: dest.to_owned(),
         source: e.into(),
     })?;
-    // 2.
+    // 2. to 5.: decompression and hashing here, entries on a worker (see `pipeline`).
     let decoder = compression::Decoder::new(compression, compressed).map_err(stream_err)?;
-    let measured = stream::Measured::new(decoder, opts.max_size);
-    let mut archive = tar::Archive::new(BufReader::with_capacity(TAR_BUF, measured));
-    // 3. and 4.
-    let mut unpacker = apply::Unpacker::new(root, opts);
-    let applied = unpacker.run(&mut archive);
-    // 5.
-    let mut buffered = archive.into_inner();
-    let drained = applied.and_then(|()| drain(&mut buffered).map_err(stream_err));
-    let measured = buffered.into_inner();
+    let mut measured = stream::Measured::new(decoder, opts.max_size);
+    let (applied, read) = pipeline::run(&mut measured, root, opts)?;
     if measured.exceeded {
         return Err(UnpackError::TooLarge {
             layer: opts.layer.clone(),
             max_size: opts.max_size,
-            entry: unpacker.current_entry(),
+            entry: applied.last_entry,
         });
     }
-    drained?;
+    match (applied.result, read) {
+        // A refusal says more than the broken stream that may follow it.
+        (Err(e @ UnpackError::Refused { .. }), _) => return Err(e),
+        (_, Err(source)) => {
+            return Err(UnpackError::Stream {
+                layer: opts.layer.clone(),
+                after: applied.last_entry,
+                source,
+            })
+        }
+        (Err(e), Ok(())) => return Err(e),
+        (Ok(()), Ok(())) => {}
+    }
     let size = measured.bytes;
     let (decoder, hasher) = measured.into_parts();
     decoder.drain_input().map_err(stream_err)?;
     Ok(Unpacked {
         diff_id: hasher.finish(),
         size,
-        entries: unpacker.entries(),
+        entries: applied.entries,
     })
-}
-
-fn drain(r: &mut impl BufRead) -> io::Result<()> {
-    loop {
-        let n = r.fill_buf()?.len();
-        if n == 0 {
-            return Ok(());
-        }
-        r.consume(n);
-    }
 }
