@@ -13,9 +13,9 @@
 //!
 //! Steps per layer, in order:
 //! 1. open `dest` as a directory fd;
-//! 2. decompress → hash/count/bound, on the caller's thread, to EOF;
-//! 3. on a worker thread: tar framing, then each entry applied (whiteouts, replacement,
-//!    creation, owner, xattrs, mode, times);
+//! 2. decompress → count/bound, on the caller's thread, to EOF;
+//! 3. on a worker thread: hash, tar framing, then each entry applied (whiteouts,
+//!    replacement, creation, owner, xattrs, mode, times);
 //! 4. on the worker: directory modes and times, deferred because creating children
 //!    changes them;
 //! 5. drain what the decompressor left of the input and report diff_id, size and entry
@@ -30,6 +30,7 @@ mod pipeline;
 mod resolve;
 mod stream;
 mod whiteout;
+mod xattr;
 
 pub use compression::Compression;
 pub use error::{Op, Refusal, UnpackError};
@@ -122,10 +123,9 @@ pub fn unpack<R: Read>(
         (Ok(()), Ok(())) => {}
     }
     let size = measured.bytes;
-    let (decoder, hasher) = measured.into_parts();
-    decoder.drain_input().map_err(stream_err)?;
+    measured.into_inner().drain_input().map_err(stream_err)?;
     Ok(Unpacked {
-        diff_id: hasher.finish(),
+        diff_id: applied.hasher.finish(),
         size,
         entries: applied.entries,
     })

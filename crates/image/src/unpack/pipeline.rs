@@ -1,16 +1,18 @@
-//! Two threads per layer: the caller's thread reads the compressed input, decompresses,
-//! hashes and bounds it; a worker thread parses the tar and does the filesystem work.
-//! Decompression and syscalls then overlap instead of adding up, and the caller's reader
-//! needs no `Send` bound because it never leaves the caller's thread.
+//! Two threads per layer: the caller's thread reads the compressed input, decompresses and
+//! bounds it; a worker thread hashes it (diff_id), parses the tar and does the filesystem
+//! work. Decompression, hashing and syscalls then overlap instead of adding up, and the
+//! caller's reader needs no `Send` bound because it never leaves the caller's thread.
 //!
 //! Chunks travel in a bounded channel (at most `DEPTH` in flight, so a layer is never held
-//! in memory) and come back empty to be reused. The worker stops taking chunks when the tar
-//! ends or is refused; the caller keeps reading to EOF regardless, because the caller's
-//! digest of the compressed blob and diff_id must cover every byte.
+//! in memory) and come back empty to be reused. After the tar's end the worker keeps taking
+//! chunks, only to hash them; the caller reads to EOF, because the caller's digest of the
+//! compressed blob and diff_id must cover every byte. A refused layer stops the worker,
+//! and the caller then reads on without it.
 
 use super::apply::Unpacker;
 use super::error::UnpackError;
 use super::UnpackOptions;
+use berth_distribution::digest::{Algorithm, Hasher};
 use rustix::fd::OwnedFd;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SendError, Sender, SyncSender};
@@ -23,6 +25,8 @@ const DEPTH: usize = 4;
 /// What the worker did.
 pub(crate) struct Applied {
     pub(crate) result: Result<(), UnpackError>,
+    /// sha256 of every chunk (meaningful when `result` is Ok).
+    pub(crate) hasher: Hasher,
     pub(crate) entries: u64,
     /// The entry being applied when it stopped (for errors found by the reader).
     pub(crate) last_entry: Option<String>,
@@ -49,10 +53,16 @@ pub(crate) fn run<R: Read>(
                     free: free_tx,
                     cur: Vec::new(),
                     pos: 0,
+                    hasher: Hasher::new(Algorithm::Sha256),
                 });
                 let result = unpacker.run(&mut archive);
+                let mut reader = archive.into_inner();
+                if result.is_ok() {
+                    reader.hash_rest();
+                }
                 Applied {
                     result,
+                    hasher: reader.hasher,
                     entries: unpacker.entries(),
                     last_entry: unpacker.current_entry(),
                 }
@@ -109,12 +119,24 @@ fn feed<R: Read>(
     }
 }
 
-/// The worker's view of the stream: the chunks, in order, as one reader.
+/// The worker's view of the stream: the chunks, in order, as one reader, each hashed as
+/// it arrives.
 struct ChunkReader {
     rx: Receiver<Vec<u8>>,
     free: Sender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
+    hasher: Hasher,
+}
+
+impl ChunkReader {
+    /// Hashes what the tar reader did not need: bytes after the end-of-archive blocks.
+    fn hash_rest(&mut self) {
+        while let Ok(chunk) = self.rx.recv() {
+            self.hasher.update(&chunk);
+            let _ = self.free.send(chunk);
+        }
+    }
 }
 
 impl Read for ChunkReader {
@@ -122,6 +144,7 @@ impl Read for ChunkReader {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(next) => {
+                    self.hasher.update(&next);
                     let used = std::mem::replace(&mut self.cur, next);
                     self.pos = 0;
                     if used.capacity() > 0 {
