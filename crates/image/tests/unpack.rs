@@ -845,6 +845,23 @@ fn hostile_symlink_from_a_parent_layer() {
 }
 
 #[test]
+fn hardlink_to_an_escaping_symlink_links_the_symlink() {
+    let area = Area::new();
+    let before = area.outside();
+    let secret = area.canary.join("secret");
+    let tar = Layer::new()
+        .symlink("l", &secret.to_string_lossy())
+        .hardlink("h", "l")
+        .tar();
+    unpack_tar(&tar, &area.dest, Whiteouts::Apply).expect("unpack");
+    let h = lstat(&area.dest.join("h"));
+    assert!(h.file_type().is_symlink());
+    assert_eq!(h.ino(), lstat(&area.dest.join("l")).ino());
+    assert_eq!(lstat(&secret).nlink(), 1, "the canary gained a link");
+    assert_eq!(area.outside(), before);
+}
+
+#[test]
 fn decompression_bomb() {
     let tar = Layer::new().file("bomb", &vec![0u8; 4 << 20]).tar();
     let gz = gzip(&tar);

@@ -11,6 +11,28 @@
 //! The stream is read to its end (past tar's end-of-archive blocks), so the caller's hash of
 //! the compressed bytes and [`Unpacked::diff_id`] both cover the whole blob.
 //!
+//! `unpack` does not verify anything against the image: the caller compares
+//! [`Unpacked::diff_id`] with the config's `rootfs.diff_ids[i]` (and its own digest of the
+//! compressed bytes with the manifest's layer descriptor), and deletes `dest` on any error.
+//!
+//! ```no_run
+//! use berth_image::unpack::{unpack, Compression, UnpackOptions, Whiteouts};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+//! let blob = std::fs::File::open("/var/lib/berth/blobs/sha256/ab12")?;
+//! let opts = UnpackOptions {
+//!     whiteouts: Whiteouts::Overlay, // dest becomes one overlayfs lowerdir
+//!     layer: "sha256:ab12".into(),
+//!     max_size: 64 << 30,
+//!     same_owner: true,
+//! };
+//! let dest = std::path::Path::new("/var/lib/berth/snapshots/7/fs"); // empty directory
+//! let got = unpack(blob, Compression::from_media_type(media_type)?, dest, &opts)?;
+//! println!("{} entries, diff_id {}", got.entries, got.diff_id);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Steps per layer, in order:
 //! 1. open `dest` as a directory fd;
 //! 2. decompress → count/bound, on the caller's thread, to EOF;
