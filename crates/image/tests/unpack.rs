@@ -10,6 +10,7 @@ use common::layer::{gzip, zstd, Entry, Layer, MTIME};
 use common::{layer_name, opts, skip_unless_root, unpack_tar, Area};
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
@@ -130,6 +131,11 @@ fn files_dirs_symlinks_and_mtimes() {
         )
         // Created after its parent's entry: the parent's mtime is set last.
         .add(Entry::file("d/late", b""))
+        // Names are bytes, not UTF-8.
+        .add(Entry {
+            path: b"d/\xff\xfename".to_vec(),
+            ..Entry::file("x", b"latin-1")
+        })
         .tar();
     for mode in BOTH {
         let area = Area::new();
@@ -149,6 +155,8 @@ fn files_dirs_symlinks_and_mtimes() {
             fs::read_link(d.join("abs")).expect("rl"),
             PathBuf::from("/etc/passwd")
         );
+        let latin = d.join(std::ffi::OsStr::from_bytes(b"\xff\xfename"));
+        assert_eq!(fs::read(latin).expect("non-UTF-8 name"), b"latin-1");
         let frac = lstat(&area.dest.join("frac"));
         assert_eq!(
             (frac.mtime(), frac.mtime_nsec()),
@@ -1034,6 +1042,10 @@ fn differential_hardlinks_and_symlinks() {
         .symlink("etc/mtab", "/proc/self/mounts")
         .dir("opt")
         .file("opt/tool", b"t")
+        .add(Entry {
+            path: b"opt/\xe9t\xe9".to_vec(),
+            ..Entry::file("x", b"latin-1 name")
+        })
         .tar();
     let l2 = Layer::new()
         .dir("bin")
