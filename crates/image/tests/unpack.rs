@@ -1043,7 +1043,7 @@ fn differential_hardlinks_and_symlinks() {
         .dir("opt")
         .file("opt/tool", b"t")
         .add(Entry {
-            path: b"opt/\xe9t\xe9".to_vec(),
+            path: b"etc/\xe9t\xe9".to_vec(),
             ..Entry::file("x", b"latin-1 name")
         })
         .tar();
