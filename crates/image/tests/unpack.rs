@@ -10,6 +10,7 @@ use common::layer::{gzip, zstd, Entry, Layer, MTIME};
 use common::{layer_name, opts, skip_unless_root, unpack_tar, Area};
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
@@ -130,6 +131,11 @@ fn files_dirs_symlinks_and_mtimes() {
         )
         // Created after its parent's entry: the parent's mtime is set last.
         .add(Entry::file("d/late", b""))
+        // Names are bytes, not UTF-8.
+        .add(Entry {
+            path: b"d/\xff\xfename".to_vec(),
+            ..Entry::file("x", b"latin-1")
+        })
         .tar();
     for mode in BOTH {
         let area = Area::new();
@@ -149,6 +155,8 @@ fn files_dirs_symlinks_and_mtimes() {
             fs::read_link(d.join("abs")).expect("rl"),
             PathBuf::from("/etc/passwd")
         );
+        let latin = d.join(std::ffi::OsStr::from_bytes(b"\xff\xfename"));
+        assert_eq!(fs::read(latin).expect("non-UTF-8 name"), b"latin-1");
         let frac = lstat(&area.dest.join("frac"));
         assert_eq!(
             (frac.mtime(), frac.mtime_nsec()),
@@ -368,6 +376,80 @@ fn large_sparse_file_keeps_its_holes() {
     assert_eq!((at(size - 4096), at(size - 1), at(size / 2)), (3, 3, 0));
 }
 
+/// As root, runs `unprivileged_unpack_inner` as nobody (setpriv), since the process
+/// itself cannot drop root without affecting the other tests.
+#[test]
+fn unprivileged_unpack() {
+    if !common::is_root() {
+        return unprivileged_unpack_inner();
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = match std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "unprivileged_unpack_inner",
+            "--ignored",
+            "--nocapture",
+        ])
+        .current_dir("/")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipping unprivileged_unpack: cannot run setpriv: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "unprivileged run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by unprivileged_unpack as an unprivileged user"]
+fn unprivileged_unpack_inner() {
+    assert!(!common::is_root(), "meant to run unprivileged");
+    let tar = Layer::new()
+        .add(Entry::dir("ro").mode(0o555).owner(0, 0))
+        .add(
+            Entry::file("ro/f", b"f")
+                .mode(0o444)
+                .owner(0, 0)
+                .xattr("user.x", b"1"),
+        )
+        .add(Entry::file("suid", b"s").mode(0o4755).owner(0, 0))
+        .symlink("l", "ro/f")
+        .hardlink("h", "ro/f")
+        .add(Entry::node("null", EntryType::Char, 1, 3))
+        .add(Entry::node("fifo", EntryType::Fifo, 0, 0).mode(0o600))
+        .tar();
+    let area = Area::new();
+    let mut o = opts(&layer_name(&tar), Whiteouts::Apply);
+    o.same_owner = false;
+    let got = unpack::unpack(&tar[..], Compression::None, &area.dest, &o).expect("unpack");
+    assert_eq!(got.entries, 7);
+    let me = rustix::process::geteuid().as_raw();
+    let ro = lstat(&area.dest.join("ro"));
+    assert_eq!((ro.mode() & 0o7777, ro.uid()), (0o555, me));
+    let f = lstat(&area.dest.join("ro/f"));
+    assert_eq!((f.mode() & 0o7777, f.uid(), f.nlink()), (0o444, me, 2));
+    assert_eq!(lstat(&area.dest.join("suid")).mode() & 0o7777, 0o4755);
+    assert!(lstat(&area.dest.join("fifo")).file_type().is_fifo());
+    assert!(!exists(&area.dest.join("null")), "device nodes are skipped");
+    // tmpfs and ext4 both take user.* xattrs from their owner.
+    assert_eq!(
+        xattr::get(area.dest.join("ro/f"), "user.x")
+            .expect("get")
+            .as_deref(),
+        Some(&b"1"[..])
+    );
+}
+
 // ---------------------------------------------------------------- replacement
 
 #[test]
@@ -422,6 +504,25 @@ fn replacement_semantics() {
         PathBuf::from("d2")
     );
     assert_eq!(area.outside(), before);
+}
+
+#[test]
+fn dir_listed_twice_takes_the_last_metadata() {
+    if skip_unless_root("dir_listed_twice_takes_the_last_metadata") {
+        return;
+    }
+    let tar = Layer::new()
+        .add(Entry::dir("d").mode(0o700).mtime(1))
+        .file("d/f", b"f")
+        .add(Entry::dir("d").mode(0o751).mtime(2))
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        unpack_tar(&tar, &area.dest, mode).expect("unpack");
+        let d = lstat(&area.dest.join("d"));
+        assert_eq!((d.mode() & 0o7777, d.mtime()), (0o751, 2));
+        assert!(exists(&area.dest.join("d/f")));
+    }
 }
 
 // ---------------------------------------------------------------- whiteouts
@@ -600,9 +701,7 @@ fn refused(what: &str, mode: Whiteouts, layers: &[Vec<u8>], entry: &str, area: &
 
 #[test]
 fn hostile_single_layers() {
-    if skip_unless_root("hostile_single_layers") {
-        return;
-    }
+    // No root needed: refusals come before any privileged operation.
     for mode in BOTH {
         let area = Area::new();
         let canary = area.canary.to_string_lossy().into_owned();
@@ -721,9 +820,6 @@ fn hostile_single_layers() {
 
 #[test]
 fn hostile_symlink_from_a_parent_layer() {
-    if skip_unless_root("hostile_symlink_from_a_parent_layer") {
-        return;
-    }
     let area = Area::new();
     let canary = area.canary.to_string_lossy().into_owned();
     for (what, l1, l2, entry) in [
@@ -757,8 +853,25 @@ fn hostile_symlink_from_a_parent_layer() {
 }
 
 #[test]
+fn hardlink_to_an_escaping_symlink_links_the_symlink() {
+    let area = Area::new();
+    let before = area.outside();
+    let secret = area.canary.join("secret");
+    let tar = Layer::new()
+        .symlink("l", &secret.to_string_lossy())
+        .hardlink("h", "l")
+        .tar();
+    unpack_tar(&tar, &area.dest, Whiteouts::Apply).expect("unpack");
+    let h = lstat(&area.dest.join("h"));
+    assert!(h.file_type().is_symlink());
+    assert_eq!(h.ino(), lstat(&area.dest.join("l")).ino());
+    assert_eq!(lstat(&secret).nlink(), 1, "the canary gained a link");
+    assert_eq!(area.outside(), before);
+}
+
+#[test]
 fn decompression_bomb() {
-    let tar = Layer::new().file("bomb", &vec![0u8; 8 << 20]).tar();
+    let tar = Layer::new().file("bomb", &vec![0u8; 4 << 20]).tar();
     let gz = gzip(&tar);
     assert!(gz.len() < 100 << 10);
     let area = Area::new();
@@ -796,8 +909,11 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         .prefix("berth-diff-")
         .tempdir()
         .expect("tempdir");
+    let t0 = std::time::Instant::now();
     let layout = tmp.path().join("layout");
-    common::layout::write(&layout, "t", tars);
+    let gzipped: Vec<Vec<u8>> = tars.iter().map(|t| gzip(t)).collect();
+    common::layout::write(&layout, "t", tars, &gzipped);
+    let t_layout = t0.elapsed();
     let bundle = tmp.path().join("bundle");
     let out = std::process::Command::new("umoci")
         .arg("unpack")
@@ -812,12 +928,12 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         String::from_utf8_lossy(&out.stderr)
     );
     let umoci_root = bundle.join("rootfs");
+    let t_umoci = t0.elapsed();
 
     let applied = tmp.path().join("applied");
     fs::create_dir(&applied).expect("applied");
     let mut lowers = Vec::new();
-    for (i, tar) in tars.iter().enumerate() {
-        let gz = gzip(tar);
+    for (i, (tar, gz)) in tars.iter().zip(&gzipped).enumerate() {
         let layer = layer_name(tar);
         let got = unpack::unpack(
             &gz[..],
@@ -838,6 +954,7 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         .unwrap_or_else(|e| panic!("{name}: overlay layer {i}: {e}"));
         lowers.push(lower);
     }
+    let t_berth = t0.elapsed();
     let apply_diff = common::tree::diff(&umoci_root, &applied);
     let overlay_diff = {
         let mount = common::Overlay::mount(&lowers, &tmp.path().join("merged"));
@@ -850,7 +967,12 @@ fn differential(name: &str, tars: &[Vec<u8>]) {
         overlay_diff.join("\n  ")
     );
     let n = common::tree::snapshot(&umoci_root).len();
-    eprintln!("{name}: {n} paths match umoci in both modes");
+    eprintln!(
+        "{name}: {n} paths match umoci in both modes (layout {t_layout:?}, umoci {:?}, berth {:?}, compare {:?})",
+        t_umoci - t_layout,
+        t_berth - t_umoci,
+        t0.elapsed() - t_berth
+    );
 }
 
 #[test]
@@ -920,6 +1042,10 @@ fn differential_hardlinks_and_symlinks() {
         .symlink("etc/mtab", "/proc/self/mounts")
         .dir("opt")
         .file("opt/tool", b"t")
+        .add(Entry {
+            path: b"etc/\xe9t\xe9".to_vec(),
+            ..Entry::file("x", b"latin-1 name")
+        })
         .tar();
     let l2 = Layer::new()
         .dir("bin")
@@ -1009,8 +1135,8 @@ fn differential_deep_and_large() {
             l1.file(&format!("{p}/f{i}"), format!("level {i}").as_bytes());
         }
     }
-    // 20 MiB of incompressible-ish content.
-    let mut big = vec![0u8; 20 << 20];
+    // 4 MiB of incompressible content (debug-build zlib is slow; the speed test is separate).
+    let mut big = vec![0u8; 4 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for b in big.iter_mut() {
         x ^= x << 13;
@@ -1050,4 +1176,68 @@ fn differential_deep_and_large() {
     l2.whiteout("many/4");
     let l2 = l2.tar();
     differential("differential_deep_and_large", &[l1, l2]);
+}
+
+// ---------------------------------------------------------------- speed (manual)
+
+/// Times berth unpacking a gzip layer, for comparison with `gzip -dc | wc -c` and
+/// `tar -xzf`. Manual: `BERTH_UNPACK_BENCH=layer.tar.gz cargo test --release -p
+/// berth-image --test unpack -- --ignored bench_unpack --nocapture`. No timed assertions.
+#[test]
+#[ignore]
+fn bench_unpack() {
+    let Ok(layer) = std::env::var("BERTH_UNPACK_BENCH") else {
+        eprintln!("skipping bench_unpack: set BERTH_UNPACK_BENCH to a .tar.gz layer");
+        return;
+    };
+    let dest_parent = std::env::var("BERTH_UNPACK_BENCH_DIR").unwrap_or_else(|_| "/tmp".into());
+    let mode = match std::env::var("BERTH_UNPACK_BENCH_MODE").as_deref() {
+        Ok("apply") => Whiteouts::Apply,
+        _ => Whiteouts::Overlay,
+    };
+    // berth's own floors: zlib-rs alone, then with sha256 on the same thread; no tar, no
+    // files.
+    for hash in [false, true] {
+        let t = std::time::Instant::now();
+        let mut dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+            256 << 10,
+            fs::File::open(&layer).expect("open layer"),
+        ));
+        let mut h = berth_distribution::Hasher::new(berth_distribution::digest::Algorithm::Sha256);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let k = dec.read(&mut buf).expect("gunzip");
+            if k == 0 {
+                break;
+            }
+            if hash {
+                h.update(&buf[..k]);
+            }
+            n += k as u64;
+        }
+        eprintln!(
+            "floor: zlib-rs gunzip{}: {} MB in {:?}",
+            if hash { " + sha256" } else { "" },
+            n / 1_000_000,
+            t.elapsed()
+        );
+    }
+    let area = tempfile::Builder::new()
+        .prefix("berth-bench-")
+        .tempdir_in(dest_parent)
+        .expect("tempdir");
+    let file = fs::File::open(&layer).expect("open layer");
+    let mut o = opts("sha256:bench", mode);
+    o.same_owner = common::is_root();
+    let t = std::time::Instant::now();
+    let got = unpack::unpack(file, Compression::Gzip, area.path(), &o).expect("unpack");
+    let el = t.elapsed();
+    eprintln!(
+        "berth unpack ({mode:?}): {} entries, {} MB uncompressed in {el:?} ({:.0} MB/s); diff_id {}",
+        got.entries,
+        got.size / 1_000_000,
+        got.size as f64 / 1e6 / el.as_secs_f64(),
+        got.diff_id
+    );
 }

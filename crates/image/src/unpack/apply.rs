@@ -6,9 +6,10 @@ use super::error::{Op, Refusal, UnpackError};
 use super::meta::Meta;
 use super::path::{self, Name};
 use super::resolve::{self, ResolveError, Root};
+use super::xattr::{drop_unlisted_xattrs, xattrs, XattrTarget};
 use super::{UnpackOptions, Whiteouts};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, XattrFlags};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,12 +18,6 @@ use std::os::unix::fs::FileExt;
 
 /// File data is copied through one buffer of this size (std::io::copy's is 8 KiB).
 const COPY_BUF: usize = 1024 * 1024;
-
-const PAX_XATTR: &[u8] = b"SCHILY.xattr.";
-
-/// Xattrs a tar may not set: overlayfs interprets them (whiteouts, opaque directories,
-/// redirects, metacopy), so a layer could forge another layer's deletions with them.
-const FORBIDDEN_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
 
 pub(crate) struct Unpacker<'o> {
     pub(super) opts: &'o UnpackOptions,
@@ -111,13 +106,13 @@ impl<'o> Unpacker<'o> {
         }
         let trailing_slash = raw.last() == Some(&b'/');
         drop(raw);
+        let kind = match self.kind(ty, trailing_slash) {
+            Ok(k) => k,
+            Err(refusal) => return Err(self.refused(&self.path, refusal)),
+        };
         // Taken out so that `self` can be borrowed mutably beside it; put back at the end
         // to keep its allocation.
         let path = std::mem::take(&mut self.path);
-        let kind = match self.kind(ty, trailing_slash) {
-            Ok(k) => k,
-            Err(refusal) => return Err(self.refused(&path, refusal)),
-        };
         let applied = self.apply(entry, &path, kind);
         self.path = path;
         applied
@@ -489,9 +484,10 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    /// Deferred directory modes and times, children first.
+    /// Deferred directory modes and times, in tar order: a directory listed twice takes
+    /// its last entry's metadata.
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
-        for d in self.dirs.iter().rev() {
+        for d in &self.dirs {
             let fd = match self.root.open_dir_nofollow(&d.path) {
                 Ok(fd) => fd,
                 // Removed or replaced later in the layer.
@@ -551,71 +547,6 @@ fn node_meta<R: Read>(
         .map_err(|e| io_err(opts, path, Op::SetTimes, e))
 }
 
-/// Sets the entry's `SCHILY.xattr.*` PAX records.
-fn xattrs<R: Read>(
-    opts: &UnpackOptions,
-    entry: &mut tar::Entry<'_, R>,
-    path: &[u8],
-    target: XattrTarget<'_>,
-) -> Result<(), UnpackError> {
-    let Ok(Some(pax)) = entry.pax_extensions() else {
-        return Ok(());
-    };
-    for ext in pax {
-        let Ok(ext) = ext else {
-            return Err(refused(opts, path, Refusal::BadHeader { field: "pax" }));
-        };
-        let Some(name) = ext.key_bytes().strip_prefix(PAX_XATTR) else {
-            continue;
-        };
-        if FORBIDDEN_XATTRS.iter().any(|p| name.starts_with(p)) {
-            tracing::warn!(
-                layer = %opts.layer,
-                entry = %lossy(path),
-                xattr = %String::from_utf8_lossy(name),
-                "ignoring an overlayfs xattr in the layer: it could forge whiteouts"
-            );
-            continue;
-        }
-        if name.is_empty() || name.contains(&0) {
-            return Err(refused(
-                opts,
-                path,
-                Refusal::BadHeader {
-                    field: "xattr name",
-                },
-            ));
-        }
-        let value = ext.value_bytes();
-        let r = match target {
-            XattrTarget::Fd(fd) => fs::fsetxattr(fd, name, value, XattrFlags::empty()),
-            XattrTarget::Name(dir, n) => {
-                // No fd-and-name form without setxattrat (Linux 6.13); go through
-                // the parent's fd in /proc, not following the final name (lsetxattr).
-                let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-                p.extend_from_slice(n);
-                fs::lsetxattr(&p[..], name, value, XattrFlags::empty())
-            }
-        };
-        match r {
-            Ok(()) => {}
-            Err(e @ (Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS))
-                if e == Errno::OPNOTSUPP || !opts.same_owner =>
-            {
-                tracing::warn!(
-                    layer = %opts.layer,
-                    entry = %lossy(path),
-                    xattr = %String::from_utf8_lossy(name),
-                    error = %e,
-                    "skipping an xattr this filesystem or caller cannot set"
-                );
-            }
-            Err(e) => return Err(io_err(opts, path, Op::SetXattr, e)),
-        }
-    }
-    Ok(())
-}
-
 /// The parent directory of the entry at `path`. A function of the fields, not of the
 /// `Unpacker`, so that the returned fd borrows only `root`.
 pub(super) fn parent_dir<'r>(
@@ -635,47 +566,6 @@ pub(super) fn refused(opts: &UnpackOptions, path: &[u8], refusal: Refusal) -> Un
         entry: lossy(path),
         refusal,
     }
-}
-
-/// Removes the xattrs of `fd` that the entry's PAX records do not list, except overlayfs's
-/// own (set by this layer's opaque marker in Overlay mode) and the host's SELinux label.
-fn drop_unlisted_xattrs<R: Read>(
-    opts: &UnpackOptions,
-    entry: &mut tar::Entry<'_, R>,
-    path: &[u8],
-    fd: BorrowedFd<'_>,
-) -> Result<(), UnpackError> {
-    let err = |e| io_err(opts, path, Op::SetXattr, e);
-    let len = match fs::flistxattr_query(fd) {
-        Ok(0) | Err(Errno::OPNOTSUPP) => return Ok(()),
-        Ok(n) => n,
-        Err(e) => return Err(err(e)),
-    };
-    let mut names = vec![0u8; len];
-    let n = fs::flistxattr(fd, &mut names[..]).map_err(err)?;
-    let mut listed = |name: &[u8]| -> bool {
-        let Ok(Some(pax)) = entry.pax_extensions() else {
-            return false;
-        };
-        pax.flatten()
-            .any(|ext| ext.key_bytes().strip_prefix(PAX_XATTR) == Some(name))
-    };
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") || name == b"security.selinux" || listed(name) {
-            continue;
-        }
-        match fs::fremovexattr(fd, name) {
-            Ok(()) | Err(Errno::NODATA) => {}
-            Err(e) => return Err(err(e)),
-        }
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum XattrTarget<'a> {
-    Fd(BorrowedFd<'a>),
-    Name(BorrowedFd<'a>, &'a [u8]),
 }
 
 pub(super) fn resolve_error(

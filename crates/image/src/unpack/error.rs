@@ -17,6 +17,13 @@ pub enum UnpackError {
         source: io::Error,
     },
 
+    #[error("layer {layer}: cannot start the unpack worker thread")]
+    Thread {
+        layer: String,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("layer {layer}: reading the layer stream (decompression or tar framing){}", after_entry(.after))]
     Stream {
         layer: String,
@@ -87,7 +94,7 @@ pub enum Refusal {
     HardlinkNoTarget,
     #[error("is a symlink without a target")]
     SymlinkNoTarget,
-    #[error("is a whiteout of {name:?}, which is not a plain file name (layer.md#whiteouts)")]
+    #[error("is a whiteout of {name:?}, which does not name a sibling file (layer.md#whiteouts)")]
     BadWhiteout { name: String },
     #[error("whites out the layer root (layer.md#whiteouts)")]
     WhiteoutRoot,

@@ -11,33 +11,56 @@
 //! The stream is read to its end (past tar's end-of-archive blocks), so the caller's hash of
 //! the compressed bytes and [`Unpacked::diff_id`] both cover the whole blob.
 //!
+//! `unpack` does not verify anything against the image: the caller compares
+//! [`Unpacked::diff_id`] with the config's `rootfs.diff_ids[i]` (and its own digest of the
+//! compressed bytes with the manifest's layer descriptor), and deletes `dest` on any error.
+//!
+//! ```no_run
+//! use berth_image::unpack::{unpack, Compression, UnpackOptions, Whiteouts};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+//! let blob = std::fs::File::open("/var/lib/berth/blobs/sha256/ab12")?;
+//! let opts = UnpackOptions {
+//!     whiteouts: Whiteouts::Overlay, // dest becomes one overlayfs lowerdir
+//!     layer: "sha256:ab12".into(),
+//!     max_size: 64 << 30,
+//!     same_owner: true,
+//! };
+//! let dest = std::path::Path::new("/var/lib/berth/snapshots/7/fs"); // empty directory
+//! let got = unpack(blob, Compression::from_media_type(media_type)?, dest, &opts)?;
+//! println!("{} entries, diff_id {}", got.entries, got.diff_id);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Steps per layer, in order:
 //! 1. open `dest` as a directory fd;
-//! 2. decompress → hash/count/bound → tar framing;
-//! 3. apply each entry (whiteouts, replacement, creation, owner, xattrs, mode, times);
-//! 4. set directory modes and times, deferred because creating children changes them;
-//! 5. drain the stream to EOF and report diff_id, size and entry count.
+//! 2. decompress → count/bound, on the caller's thread, to EOF;
+//! 3. on a worker thread: hash, tar framing, then each entry applied (whiteouts,
+//!    replacement, creation, owner, xattrs, mode, times);
+//! 4. on the worker: directory modes and times, deferred because creating children
+//!    changes them;
+//! 5. drain what the decompressor left of the input and report diff_id, size and entry
+//!    count.
 
 mod apply;
 mod compression;
 mod error;
 mod meta;
 mod path;
+mod pipeline;
 mod resolve;
 mod stream;
 mod whiteout;
+mod xattr;
 
 pub use compression::Compression;
 pub use error::{Op, Refusal, UnpackError};
 
 use berth_distribution::Digest;
 use rustix::fs::{Mode, OFlags, CWD};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
-
-/// Buffer between the decompressor and the tar reader: headers are read 512 bytes at a
-/// time, so they come from here; file data is read in bigger chunks that bypass it.
-const TAR_BUF: usize = 256 * 1024;
 
 /// How a layer's whiteouts are represented in the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,41 +120,35 @@ pub fn unpack<R: Read>(
         dest: dest.to_owned(),
         source: e.into(),
     })?;
-    // 2.
+    // 2. to 5.: decompression and hashing here, entries on a worker (see `pipeline`).
     let decoder = compression::Decoder::new(compression, compressed).map_err(stream_err)?;
-    let measured = stream::Measured::new(decoder, opts.max_size);
-    let mut archive = tar::Archive::new(BufReader::with_capacity(TAR_BUF, measured));
-    // 3. and 4.
-    let mut unpacker = apply::Unpacker::new(root, opts);
-    let applied = unpacker.run(&mut archive);
-    // 5.
-    let mut buffered = archive.into_inner();
-    let drained = applied.and_then(|()| drain(&mut buffered).map_err(stream_err));
-    let measured = buffered.into_inner();
+    let mut measured = stream::Measured::new(decoder, opts.max_size);
+    let (applied, read) = pipeline::run(&mut measured, root, opts)?;
     if measured.exceeded {
         return Err(UnpackError::TooLarge {
             layer: opts.layer.clone(),
             max_size: opts.max_size,
-            entry: unpacker.current_entry(),
+            entry: applied.last_entry,
         });
     }
-    drained?;
-    let size = measured.bytes;
-    let (decoder, hasher) = measured.into_parts();
-    decoder.drain_input().map_err(stream_err)?;
-    Ok(Unpacked {
-        diff_id: hasher.finish(),
-        size,
-        entries: unpacker.entries(),
-    })
-}
-
-fn drain(r: &mut impl BufRead) -> io::Result<()> {
-    loop {
-        let n = r.fill_buf()?.len();
-        if n == 0 {
-            return Ok(());
+    match (applied.result, read) {
+        // A refusal says more than the broken stream that may follow it.
+        (Err(e @ UnpackError::Refused { .. }), _) => return Err(e),
+        (_, Err(source)) => {
+            return Err(UnpackError::Stream {
+                layer: opts.layer.clone(),
+                after: applied.last_entry,
+                source,
+            })
         }
-        r.consume(n);
+        (Err(e), Ok(())) => return Err(e),
+        (Ok(()), Ok(())) => {}
     }
+    let size = measured.bytes;
+    measured.into_inner().drain_input().map_err(stream_err)?;
+    Ok(Unpacked {
+        diff_id: applied.hasher.finish(),
+        size,
+        entries: applied.entries,
+    })
 }

@@ -80,7 +80,7 @@ pub(crate) fn classify(name: &[u8]) -> Result<Name<'_>, Refusal> {
     // that do not denote a sibling: "", "." and "..".
     if target.is_empty() || target == b"." || target == b".." {
         return Err(Refusal::BadWhiteout {
-            name: String::from_utf8_lossy(name).into_owned(),
+            name: String::from_utf8_lossy(target).into_owned(),
         });
     }
     Ok(Name::Whiteout(target))

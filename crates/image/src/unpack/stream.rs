@@ -1,16 +1,14 @@
-//! The uncompressed stream as the unpacker reads it: hashed (diff_id), counted (size) and
-//! bounded (decompression bombs).
+//! The uncompressed stream as the caller's thread reads it: counted (size) and bounded
+//! (decompression bombs). Hashing (diff_id) happens on the worker, off this thread.
 
-use berth_distribution::digest::{Algorithm, Hasher};
 use std::io::{self, Read};
 
 pub(crate) struct Measured<R> {
     inner: R,
-    hasher: Hasher,
     pub(crate) bytes: u64,
     max: u64,
-    /// Set when `max` was crossed; the tar reader then sees an I/O error, which the
-    /// unpacker turns back into `UnpackError::TooLarge` by looking here.
+    /// Set when `max` was crossed; reading then fails, and the unpacker reports
+    /// `UnpackError::TooLarge` by looking here.
     pub(crate) exceeded: bool,
 }
 
@@ -18,15 +16,14 @@ impl<R: Read> Measured<R> {
     pub(crate) fn new(inner: R, max: u64) -> Measured<R> {
         Measured {
             inner,
-            hasher: Hasher::new(Algorithm::Sha256),
             bytes: 0,
             max,
             exceeded: false,
         }
     }
 
-    pub(crate) fn into_parts(self) -> (R, Hasher) {
-        (self.inner, self.hasher)
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
     }
 }
 
@@ -41,7 +38,6 @@ impl<R: Read> Read for Measured<R> {
             self.exceeded = true;
             return Err(io::Error::other("uncompressed size limit exceeded"));
         }
-        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }

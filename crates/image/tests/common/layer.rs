@@ -7,6 +7,9 @@ use tar::{EntryType, Header};
 /// A fixed mtime so that trees compare; tests that care set their own.
 pub const MTIME: u64 = 1_600_000_000;
 
+/// A data region of a sparse file: offset and bytes.
+pub type Region = (u64, Vec<u8>);
+
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub path: Vec<u8>,
@@ -19,8 +22,8 @@ pub struct Entry {
     pub link: Option<Vec<u8>>,
     pub dev: (u32, u32),
     pub pax: Vec<(String, Vec<u8>)>,
-    /// GNU sparse: logical size and (offset, data) regions; `data` is ignored.
-    pub sparse: Option<(u64, Vec<(u64, Vec<u8>)>)>,
+    /// GNU sparse: logical size and data regions; `data` is ignored.
+    pub sparse: Option<(u64, Vec<Region>)>,
 }
 
 impl Entry {
@@ -62,7 +65,7 @@ impl Entry {
         e.dev = (major, minor);
         e
     }
-    pub fn sparse(path: &str, size: u64, regions: Vec<(u64, Vec<u8>)>) -> Entry {
+    pub fn sparse(path: &str, size: u64, regions: Vec<Region>) -> Entry {
         let mut e = Entry::new(path, EntryType::GNUSparse, 0o644);
         e.sparse = Some((size, regions));
         e

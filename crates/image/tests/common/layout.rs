@@ -20,8 +20,9 @@ fn put_blob(layout: &Path, data: &[u8]) -> Blob {
     }
 }
 
-/// Writes `layers` (uncompressed tars, stored gzip-compressed) as the image `tag`.
-pub fn write(layout: &Path, tag: &str, tars: &[Vec<u8>]) {
+/// Writes the image `tag` with layers `tars` (uncompressed, for the diff_ids), stored as
+/// `gzipped` (the same tars gzip-compressed).
+pub fn write(layout: &Path, tag: &str, tars: &[Vec<u8>], gzipped: &[Vec<u8>]) {
     std::fs::create_dir_all(layout).expect("layout dir");
     std::fs::write(
         layout.join("oci-layout"),
@@ -30,9 +31,9 @@ pub fn write(layout: &Path, tag: &str, tars: &[Vec<u8>]) {
     .expect("oci-layout");
     let mut diff_ids = Vec::new();
     let mut layers = Vec::new();
-    for tar in tars {
+    for (tar, gz) in tars.iter().zip(gzipped) {
         diff_ids.push(Digest::sha256_of(tar).to_string());
-        let b = put_blob(layout, &super::layer::gzip(tar));
+        let b = put_blob(layout, gz);
         layers.push(json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": b.digest.to_string(),

@@ -40,7 +40,7 @@ pub fn opts(layer: &str, whiteouts: Whiteouts) -> UnpackOptions {
         whiteouts,
         layer: layer.to_owned(),
         max_size: 1 << 40,
-        same_owner: true,
+        same_owner: is_root(),
     }
 }
 
