@@ -3,7 +3,7 @@
 //! they become overlayfs's own markers; in Apply mode they delete.
 
 use super::apply::{create_replacing, io_err, parent_dir, resolve_error, Unpacker};
-use super::error::Op;
+use super::error::{Op, UnpackError};
 use super::resolve::{self, ResolveError};
 use super::Whiteouts;
 use rustix::fd::{AsFd, BorrowedFd};
@@ -93,8 +93,6 @@ impl Unpacker<'_> {
         self.root.invalidate(&self.other);
     }
 }
-
-use super::error::UnpackError;
 
 /// Removes what is beneath `dir` (whose path is `path`) and not in `seen`: the parent
 /// layers' content, where this layer's entries (and their ancestors) are kept.
