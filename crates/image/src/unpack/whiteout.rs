@@ -37,7 +37,7 @@ impl Unpacker<'_> {
                 })
                 .map_err(|e| io_err(self.opts, path, Op::Whiteout, e))?;
                 if removed {
-                    self.invalidate_child(parent, victim);
+                    self.root.forget();
                 }
                 Ok(())
             }
@@ -51,7 +51,7 @@ impl Unpacker<'_> {
                 };
                 resolve::remove_all(dir, victim)
                     .map_err(|e| io_err(opts, path, Op::Whiteout, e))?;
-                self.invalidate_child(parent, victim);
+                self.root.forget();
                 Ok(())
             }
         }
@@ -76,21 +76,12 @@ impl Unpacker<'_> {
                 let seen = self.seen.as_ref().unwrap_or(&empty);
                 self.other.clear();
                 self.other.extend_from_slice(dir_path);
-                // Removals happen beneath the directory just resolved (the cached one),
-                // so nothing cached goes stale.
-                prune(dir, &mut self.other, seen).map_err(|e| io_err(opts, path, Op::Opaque, e))
+                let pruned = prune(dir, &mut self.other, seen)
+                    .map_err(|e| io_err(opts, path, Op::Opaque, e));
+                self.root.forget();
+                pruned
             }
         }
-    }
-
-    fn invalidate_child(&mut self, parent: &[u8], name: &[u8]) {
-        self.other.clear();
-        self.other.extend_from_slice(parent);
-        if !parent.is_empty() {
-            self.other.push(b'/');
-        }
-        self.other.extend_from_slice(name);
-        self.root.invalidate(&self.other);
     }
 }
 
