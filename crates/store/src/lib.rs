@@ -1,0 +1,328 @@
+//! berth's metadata store: named tables of JSON records in one redb file.
+//!
+//! redb gives ACID transactions with a crash-safe commit (a torn write leaves the previous
+//! commit intact), but a redb file may be open in one process at a time. berth is
+//! daemonless, so every invocation is its own process: [`Store`] opens the file for the
+//! length of one transaction and waits (with backoff) while another process holds it.
+//! That makes the file lock the one writer lock the CLI needs; transactions are short
+//! (no I/O besides the database inside them), so waits are milliseconds.
+//!
+//! Records are JSON so that `inspect` output, schema additions and downgrades stay simple;
+//! the tables are small (images, containers, volumes, networks), so encoding cost is noise.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("metadata store {path}: still in use by another berth process after {waited:?}")]
+    Busy { path: PathBuf, waited: Duration },
+    #[error("metadata store {path}: {source}")]
+    Db { path: PathBuf, source: redb::Error },
+    #[error("metadata store {path}: table {table}, key {key:?}: record is not valid: {source}")]
+    Decode {
+        path: PathBuf,
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("metadata store {path}: table {table}, key {key:?}: {source}")]
+    Encode {
+        path: PathBuf,
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A table of JSON records keyed by string.
+#[derive(Clone, Copy)]
+pub struct Table(&'static str);
+
+impl Table {
+    pub const fn new(name: &'static str) -> Table {
+        Table(name)
+    }
+
+    fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.0)
+    }
+}
+
+pub struct Store {
+    path: PathBuf,
+    wait: Duration,
+}
+
+/// A write transaction: changes land together on [`Store::write`]'s successful return, or
+/// not at all.
+pub struct Tx<'a> {
+    txn: redb::WriteTransaction,
+    path: &'a Path,
+}
+
+/// A consistent read view.
+pub struct View<'a> {
+    txn: redb::ReadTransaction,
+    path: &'a Path,
+}
+
+fn db_err(path: &Path) -> impl Fn(redb::Error) -> StoreError + '_ {
+    move |source| StoreError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    /// The store at `path` (created on first write). Opening takes no lock yet.
+    pub fn new(path: impl Into<PathBuf>) -> Store {
+        Store {
+            path: path.into(),
+            wait: Duration::from_secs(60),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open(&self) -> Result<redb::Database, StoreError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match redb::Database::create(&self.path) {
+                Ok(db) => return Ok(db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    if start.elapsed() > self.wait {
+                        return Err(StoreError::Busy {
+                            path: self.path.clone(),
+                            waited: start.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it; an error from `f` aborts it.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let db = self.open()?;
+        let txn = db.begin_write().map_err(|e| db_err(&self.path)(e.into()))?;
+        let mut tx = Tx {
+            txn,
+            path: &self.path,
+        };
+        let out = f(&mut tx)?;
+        tx.txn.commit().map_err(|e| db_err(&self.path)(e.into()))?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a consistent read view.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&View<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let db = self.open()?;
+        let txn = db.begin_read().map_err(|e| db_err(&self.path)(e.into()))?;
+        f(&View {
+            txn,
+            path: &self.path,
+        })
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    path: &Path,
+    table: Table,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        path: path.to_path_buf(),
+        table: table.0,
+        key: key.into(),
+        source,
+    })
+}
+
+impl Tx<'_> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self
+            .txn
+            .open_table(table.def())
+            .map_err(|e| db_err(self.path)(e.into()))?;
+        let v = t.get(key).map_err(|e| db_err(self.path)(e.into()))?;
+        v.map(|v| decode(self.path, table, key, v.value()))
+            .transpose()
+    }
+
+    pub fn put<T: Serialize>(
+        &mut self,
+        table: Table,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+            path: self.path.to_path_buf(),
+            table: table.0,
+            key: key.into(),
+            source,
+        })?;
+        let mut t = self
+            .txn
+            .open_table(table.def())
+            .map_err(|e| db_err(self.path)(e.into()))?;
+        t.insert(key, bytes.as_slice())
+            .map_err(|e| db_err(self.path)(e.into()))?;
+        Ok(())
+    }
+
+    /// Removes `key`; says whether it was there.
+    pub fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError> {
+        let mut t = self
+            .txn
+            .open_table(table.def())
+            .map_err(|e| db_err(self.path)(e.into()))?;
+        let old = t.remove(key).map_err(|e| db_err(self.path)(e.into()))?;
+        Ok(old.is_some())
+    }
+
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, StoreError> {
+        let t = self
+            .txn
+            .open_table(table.def())
+            .map_err(|e| db_err(self.path)(e.into()))?;
+        list(self.path, table, &t)
+    }
+}
+
+fn list<T: DeserializeOwned>(
+    path: &Path,
+    table: Table,
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, T)>, StoreError> {
+    let mut out = Vec::new();
+    for row in t.iter().map_err(|e| db_err(path)(e.into()))? {
+        let (k, v) = row.map_err(|e| db_err(path)(e.into()))?;
+        let key = k.value().to_string();
+        let value = decode(path, table, &key, v.value())?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+impl View<'_> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = match self.txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(self.path)(e.into())),
+        };
+        let v = t.get(key).map_err(|e| db_err(self.path)(e.into()))?;
+        v.map(|v| decode(self.path, table, key, v.value()))
+            .transpose()
+    }
+
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>, StoreError> {
+        let t = match self.txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err(self.path)(e.into())),
+        };
+        list(self.path, table, &t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Table = Table::new("things");
+
+    #[test]
+    fn write_read_remove_and_abort() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::new(dir.path().join("meta.redb"));
+        assert_eq!(s.read(|v| v.get::<u32>(T, "a")).expect("read"), None);
+        s.write(|tx| tx.put(T, "a", &1u32)).expect("write");
+        s.write(|tx| tx.put(T, "b", &2u32)).expect("write");
+        // An error inside the closure aborts the whole transaction.
+        let r: Result<(), StoreError> = s.write(|tx| {
+            tx.put(T, "c", &3u32)?;
+            Err(StoreError::Busy {
+                path: "x".into(),
+                waited: Duration::ZERO,
+            })
+        });
+        assert!(r.is_err());
+        let all: Vec<(String, u32)> = s.read(|v| v.list(T)).expect("list");
+        assert_eq!(all, vec![("a".into(), 1), ("b".into(), 2)]);
+        assert!(s.write(|tx| tx.remove(T, "a")).expect("remove"));
+        assert_eq!(s.read(|v| v.get::<u32>(T, "a")).expect("read"), None);
+    }
+
+    #[test]
+    fn concurrent_writers_wait_for_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.redb");
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let s = Store::new(path);
+                    for j in 0..25 {
+                        s.write(|tx| {
+                            let n: u32 = tx.get(T, "n")?.unwrap_or(0);
+                            tx.put(T, "n", &(n + 1))?;
+                            tx.put(T, &format!("{i}-{j}"), &j)
+                        })
+                        .expect("write");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let s = Store::new(path);
+        assert_eq!(s.read(|v| v.get::<u32>(T, "n")).expect("read"), Some(100));
+    }
+}
