@@ -448,6 +448,12 @@ fn unprivileged_unpack_inner() {
             .as_deref(),
         Some(&b"1"[..])
     );
+    // Writable again, or the temporary directory could not be removed.
+    fs::set_permissions(
+        area.dest.join("ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
 }
 
 // ---------------------------------------------------------------- replacement
