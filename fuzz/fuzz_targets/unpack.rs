@@ -1,9 +1,10 @@
 //! Fuzzes the layer unpacker with arbitrary tar streams: it must never panic, and whatever
 //! it does (unpack or refuse), nothing may appear outside the destination.
 //!
-//! `cargo +nightly fuzz run unpack` (as root exercises chown/mknod too). Two layers are
-//! cut from the input: the first is applied, then the second over it, so symlinks from a
-//! "parent layer" are in play.
+//! `cargo +nightly fuzz run unpack` (as root exercises chown/mknod too; run it in a VM).
+//! Two layers are cut from the input: the first is applied, then the second over it, so
+//! symlinks from a "parent layer" are in play. Seeds: `fuzz/seeds.py` writes a few
+//! tars (both layers honest and hostile) into `corpus/unpack`.
 #![no_main]
 
 use berth_image::unpack::{unpack, Compression, UnpackOptions, Whiteouts};
@@ -18,12 +19,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Whiteouts::Apply
     };
-    let cut = if rest.len() >= 2 {
-        usize::from(u16::from_le_bytes([rest[0], rest[1]])) % (rest.len() + 1)
-    } else {
-        rest.len()
+    // Input: mode byte, 16-bit cut point, then the bytes of both layers.
+    let Some((cut, body)) = rest.split_first_chunk::<2>() else {
+        return;
     };
-    let (first, second) = rest.split_at(cut);
+    let cut = usize::from(u16::from_le_bytes(*cut)) % (body.len() + 1);
+    let (first, second) = body.split_at(cut);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dest = tmp.path().join("dest");
     std::fs::create_dir(&dest).expect("dest");

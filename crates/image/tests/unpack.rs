@@ -448,6 +448,12 @@ fn unprivileged_unpack_inner() {
             .as_deref(),
         Some(&b"1"[..])
     );
+    // Writable again, or the temporary directory could not be removed.
+    fs::set_permissions(
+        area.dest.join("ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
 }
 
 // ---------------------------------------------------------------- replacement
@@ -522,6 +528,25 @@ fn dir_listed_twice_takes_the_last_metadata() {
         let d = lstat(&area.dest.join("d"));
         assert_eq!((d.mode() & 0o7777, d.mtime()), (0o751, 2));
         assert!(exists(&area.dest.join("d/f")));
+    }
+}
+
+#[test]
+fn replaced_directory_behind_a_symlink_is_not_written_into() {
+    // l/sub is resolved through l -> d; replacing d with a file must make l/sub/y fail
+    // (its parent is gone), not land in the removed directory.
+    let tar = Layer::new()
+        .dir("d")
+        .dir("d/sub")
+        .symlink("l", "d")
+        .file("l/sub/x", b"x")
+        .file("d", b"now a file")
+        .file("l/sub/y", b"y")
+        .tar();
+    for mode in BOTH {
+        let area = Area::new();
+        let err = unpack_tar(&tar, &area.dest, mode).expect_err("parent is a file now");
+        assert_names(&err, &layer_name(&tar), "l/sub/y");
     }
 }
 
@@ -614,6 +639,33 @@ fn whiteouts_apply_mode_with_opaque_marker_after_siblings() {
     assert_eq!(listing("late"), ["new", "sub"]);
     assert_eq!(listing("late/sub"), ["new"]);
     assert!(!exists(&area.dest.join("no")));
+}
+
+#[test]
+fn opaque_root_after_a_deeper_whiteout() {
+    if skip_unless_root("opaque_root_after_a_deeper_whiteout") {
+        return;
+    }
+    let l1 = Layer::new()
+        .dir("a")
+        .dir("a/b")
+        .file("a/b/old", b"o")
+        .file("a/b/old2", b"o")
+        .file("top", b"t")
+        .tar();
+    // The whiteout resolves (and caches) a/b, which the root's opaque marker then removes;
+    // a/b/new must land in a fresh a/b, not in the removed one.
+    let l2 = Layer::new()
+        .whiteout("a/b/old")
+        .opaque("")
+        .file("a/b/new", b"n")
+        .tar();
+    let area = Area::new();
+    unpack_tar(&l1, &area.dest, Whiteouts::Apply).expect("l1");
+    unpack_tar(&l2, &area.dest, Whiteouts::Apply).expect("l2");
+    assert_eq!(fs::read(area.dest.join("a/b/new")).expect("new"), b"n");
+    assert!(!exists(&area.dest.join("a/b/old2")));
+    assert!(!exists(&area.dest.join("top")));
 }
 
 #[test]

@@ -222,7 +222,7 @@ impl<'o> Unpacker<'o> {
         };
         let fd = created.map_err(|e| io_err(self.opts, path, Op::CreateFile, e))?;
         if removed {
-            self.root.invalidate(path);
+            self.root.forget();
         }
         let mut file = File::from(fd);
         if self.buf.is_empty() {
@@ -303,7 +303,7 @@ impl<'o> Unpacker<'o> {
         )
         .map_err(|e| io_err(self.opts, path, Op::CreateDir, e))?;
         if removed {
-            self.root.invalidate(path);
+            self.root.forget();
         }
         if kept {
             // Its metadata is the new entry's, as an upper overlay directory's would be:
@@ -361,7 +361,7 @@ impl<'o> Unpacker<'o> {
             .map_err(|e| io_err(self.opts, path, Op::Symlink, e))?;
         node_meta(opts, entry, dir, path, name, meta, false)?;
         if removed {
-            self.root.invalidate(path);
+            self.root.forget();
         }
         Ok(())
     }
@@ -403,7 +403,7 @@ impl<'o> Unpacker<'o> {
         };
         node_meta(opts, entry, dir, path, name, meta, true)?;
         if removed {
-            self.root.invalidate(path);
+            self.root.forget();
         }
         Ok(())
     }
@@ -478,7 +478,7 @@ impl<'o> Unpacker<'o> {
             }
         }
         if removed {
-            self.root.invalidate(path);
+            self.root.forget();
         }
         self.other = other;
         Ok(())

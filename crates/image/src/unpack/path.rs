@@ -52,12 +52,6 @@ pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Whether `prefix` is `path` or one of its ancestors (component-wise; "" is the root).
-pub(crate) fn is_prefix(prefix: &[u8], path: &[u8]) -> bool {
-    prefix.is_empty()
-        || (path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/'))
-}
-
 /// What a final path component means under layer.md's whiteout rules.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Name<'a> {
@@ -120,15 +114,6 @@ mod tests {
     fn split_parent_and_name() {
         assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
-    }
-
-    #[test]
-    fn prefix_is_component_wise() {
-        assert!(is_prefix(b"a", b"a/b"));
-        assert!(is_prefix(b"a/b", b"a/b"));
-        assert!(is_prefix(b"", b"a"));
-        assert!(!is_prefix(b"a", b"ab/c"));
-        assert!(!is_prefix(b"a/b", b"a"));
     }
 
     #[test]

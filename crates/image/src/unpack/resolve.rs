@@ -4,7 +4,6 @@
 //! can never carry a write outside it. Only parent directories are resolved this way; the
 //! final component is always operated on with a `*at` call that does not follow it.
 
-use super::path::is_prefix;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -102,13 +101,11 @@ impl Root {
         )
     }
 
-    /// Forgets the cached directory if `path` is it or one of its ancestors: something at
-    /// `path` is about to be removed or replaced, which may change what the cached path
-    /// resolves to.
-    pub(crate) fn invalidate(&mut self, path: &[u8]) {
-        if self.cached_fd.is_some() && is_prefix(path, &self.cached_path) {
-            self.cached_fd = None;
-        }
+    /// Forgets the cached directory: something was removed, and the cached path may have
+    /// run through it, or through a symlink to it. (Checking prefixes is not enough for
+    /// the symlink case; removals are rare enough that the next walk costs nothing.)
+    pub(crate) fn forget(&mut self) {
+        self.cached_fd = None;
     }
 }
 

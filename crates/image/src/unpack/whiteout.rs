@@ -3,7 +3,7 @@
 //! they become overlayfs's own markers; in Apply mode they delete.
 
 use super::apply::{create_replacing, io_err, parent_dir, resolve_error, Unpacker};
-use super::error::Op;
+use super::error::{Op, UnpackError};
 use super::resolve::{self, ResolveError};
 use super::Whiteouts;
 use rustix::fd::{AsFd, BorrowedFd};
@@ -37,7 +37,7 @@ impl Unpacker<'_> {
                 })
                 .map_err(|e| io_err(self.opts, path, Op::Whiteout, e))?;
                 if removed {
-                    self.invalidate_child(parent, victim);
+                    self.root.forget();
                 }
                 Ok(())
             }
@@ -51,7 +51,7 @@ impl Unpacker<'_> {
                 };
                 resolve::remove_all(dir, victim)
                     .map_err(|e| io_err(opts, path, Op::Whiteout, e))?;
-                self.invalidate_child(parent, victim);
+                self.root.forget();
                 Ok(())
             }
         }
@@ -76,25 +76,14 @@ impl Unpacker<'_> {
                 let seen = self.seen.as_ref().unwrap_or(&empty);
                 self.other.clear();
                 self.other.extend_from_slice(dir_path);
-                // Removals happen beneath the directory just resolved (the cached one),
-                // so nothing cached goes stale.
-                prune(dir, &mut self.other, seen).map_err(|e| io_err(opts, path, Op::Opaque, e))
+                let pruned = prune(dir, &mut self.other, seen)
+                    .map_err(|e| io_err(opts, path, Op::Opaque, e));
+                self.root.forget();
+                pruned
             }
         }
     }
-
-    fn invalidate_child(&mut self, parent: &[u8], name: &[u8]) {
-        self.other.clear();
-        self.other.extend_from_slice(parent);
-        if !parent.is_empty() {
-            self.other.push(b'/');
-        }
-        self.other.extend_from_slice(name);
-        self.root.invalidate(&self.other);
-    }
 }
-
-use super::error::UnpackError;
 
 /// Removes what is beneath `dir` (whose path is `path`) and not in `seen`: the parent
 /// layers' content, where this layer's entries (and their ancestors) are kept.
