@@ -292,3 +292,81 @@ impl Images {
         Ok(freed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Driver;
+
+    fn record(id: &Digest, chain: &Digest, blob: &Digest) -> ImageRecord {
+        ImageRecord {
+            id: id.clone(),
+            names: vec![],
+            repo_digests: vec![],
+            manifest: id.clone(),
+            manifest_media_type: crate::manifest::OCI_MANIFEST.into(),
+            index: None,
+            config_media_type: crate::manifest::OCI_CONFIG.into(),
+            layers: vec![Layer {
+                digest: blob.clone(),
+                size: 1,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                diff_id: chain.clone(),
+                chain_id: chain.clone(),
+            }],
+            created: None,
+            platform: "linux/amd64".into(),
+            stored_at: 1,
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn gc_keeps_what_images_and_active_snapshots_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let images = Images::open(dir.path(), Some(Driver::Copy)).expect("open");
+        let blob = b"layer".to_vec();
+        let bd = Digest::sha256_of(&blob);
+        images.content.write(&bd, &blob).expect("blob");
+        let config = b"{}".to_vec();
+        let id = Digest::sha256_of(&config);
+        images.content.write(&id, &config).expect("config");
+        let stray = Digest::sha256_of(b"stray");
+        images.content.write(&stray, b"stray").expect("stray");
+        let chain = Digest::sha256_of(b"chain");
+        images
+            .snapshots
+            .commit(&chain, None, |_, _| Ok::<_, SnapshotError>(()))
+            .expect("commit");
+        let name: Reference = "localhost/gc:v1".parse().expect("ref");
+        images
+            .put(record(&id, &chain, &bd), Some(&name))
+            .expect("put");
+        let freed = images.gc(&HashSet::new()).expect("gc");
+        assert_eq!(
+            (freed.blobs, freed.snapshots),
+            (1, 0),
+            "only the stray blob goes"
+        );
+        // A container's writable snapshot keeps its chain after the image is removed.
+        images.snapshots.prepare("c1", &chain).expect("prepare");
+        let (untagged, deleted) = images
+            .remove("localhost/gc:v1", false, &|_| None)
+            .expect("rmi");
+        assert_eq!((untagged.len(), deleted), (1, true));
+        let freed = images.gc(&HashSet::new()).expect("gc");
+        assert_eq!((freed.blobs, freed.snapshots), (2, 0));
+        assert!(images.snapshots.committed(&chain).expect("ok").is_some());
+        images.snapshots.remove_active("c1").expect("rm");
+        let freed = images.gc(&HashSet::new()).expect("gc");
+        assert_eq!(freed.snapshots, 1);
+        // And an image a container uses is not removed without --force.
+        images
+            .put(record(&id, &chain, &bd), Some(&name))
+            .expect("put");
+        let e = images
+            .remove("localhost/gc:v1", false, &|_| Some("web".into()))
+            .expect_err("in use");
+        assert!(matches!(e, ImageError::InUse { .. }), "{e}");
+    }
+}
