@@ -138,12 +138,15 @@ pub struct LogoutArgs {
     registry: String,
 }
 
-pub fn open(cli: &Cli) -> Result<Images> {
-    let driver = cli.storage_driver.map(|d| match d {
+pub fn driver(cli: &Cli) -> Option<berth_image::snapshot::Driver> {
+    cli.storage_driver.map(|d| match d {
         crate::StorageDriver::Overlay => berth_image::snapshot::Driver::Overlay,
         crate::StorageDriver::Copy => berth_image::snapshot::Driver::Copy,
-    });
-    Images::open(&cli.root, driver)
+    })
+}
+
+pub fn open(cli: &Cli) -> Result<Images> {
+    Images::open(&cli.root, driver(cli))
         .with_context(|| format!("opening the image store in {}", cli.root.display()))
 }
 

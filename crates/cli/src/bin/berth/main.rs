@@ -1,6 +1,7 @@
 //! berth: a daemonless container CLI in the habits of podman and docker. Argument parsing
 //! and output only; images live in berth-image, containers (next) in the engine.
 
+mod container;
 mod exit;
 mod image;
 mod progress;
@@ -54,6 +55,12 @@ pub enum StorageDriver {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a command in a new container from an image (foreground).
+    Run(container::RunArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
     /// Pull an image from a registry.
     Pull(image::PullArgs),
     /// Push an image to a registry.
@@ -86,19 +93,25 @@ fn main() {
         .without_time()
         .init();
     let res = match &cli.command {
-        Command::Pull(a) => image::pull(&cli, a),
-        Command::Push(a) => image::push(&cli, a),
-        Command::Images(a) => image::list(&cli, a),
-        Command::Image(c) => image::image(&cli, c),
-        Command::Rmi(a) => image::rmi(&cli, a),
-        Command::Tag(a) => image::tag(&cli, a),
-        Command::Save(a) => image::save(&cli, a),
-        Command::Load(a) => image::load(&cli, a),
-        Command::Login(a) => image::login(&cli, a),
-        Command::Logout(a) => image::logout(&cli, a),
+        Command::Run(a) => container::run(&cli, a),
+        Command::Ps(a) => container::ps(&cli, a),
+        Command::Rm(a) => container::rm(&cli, a),
+        Command::Pull(a) => image::pull(&cli, a).map(|()| 0),
+        Command::Push(a) => image::push(&cli, a).map(|()| 0),
+        Command::Images(a) => image::list(&cli, a).map(|()| 0),
+        Command::Image(c) => image::image(&cli, c).map(|()| 0),
+        Command::Rmi(a) => image::rmi(&cli, a).map(|()| 0),
+        Command::Tag(a) => image::tag(&cli, a).map(|()| 0),
+        Command::Save(a) => image::save(&cli, a).map(|()| 0),
+        Command::Load(a) => image::load(&cli, a).map(|()| 0),
+        Command::Login(a) => image::login(&cli, a).map(|()| 0),
+        Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
     };
-    if let Err(e) = res {
-        eprintln!("berth: {e:#}");
-        std::process::exit(exit::code(&e));
+    match res {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::exit(exit::code(&e));
+        }
     }
 }

@@ -1,0 +1,408 @@
+//! Container records and the verbs on them: run (foreground, in this process), list,
+//! remove. A record is written before anything is made, so a crash at any point leaves
+//! state that `ps -a` shows and `rm -f` cleans.
+
+use crate::spec::{self, SpecOptions};
+use berth_image::config::ImageConfig;
+use berth_image::images::{ImageError, Images};
+use berth_store::{StoreError, Table};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+const CONTAINERS: Table = Table::new("containers");
+const NAMES: Table = Table::new("container_names");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    pub created: u64,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::Error),
+    #[error(transparent)]
+    Snapshot(#[from] berth_image::snapshot::SnapshotError),
+    #[error("the name {0:?} is already in use by container {1}")]
+    NameInUse(String, String),
+    #[error("container {0:?} not found")]
+    NotFound(String),
+    #[error("container name {0:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    BadName(String),
+    #[error("container {0} is running: stop it first or use --force")]
+    Running(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
+    move |source| ContainerError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct Engine {
+    pub images: Images,
+    pub runroot: PathBuf,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub auto_remove: bool,
+    pub spec: SpecOptions,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_id() -> Result<String, ContainerError> {
+    let mut b = [0u8; 32];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| io("getrandom", Path::new("-"))(e.into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+impl Engine {
+    pub fn open(
+        root: &Path,
+        runroot: &Path,
+        driver: Option<berth_image::snapshot::Driver>,
+    ) -> Result<Engine, ContainerError> {
+        Ok(Engine {
+            images: Images::open(root, driver)?,
+            runroot: runroot.to_path_buf(),
+        })
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.runroot.join("containers").join(id)
+    }
+
+    /// State root for the runtime library (what `berth-oci --root` would be).
+    pub fn runtime_root(&self) -> PathBuf {
+        self.runroot.join("runtime")
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>, ContainerError> {
+        let mut all: Vec<Container> = self
+            .images
+            .meta
+            .read(|v| v.list::<Container>(CONTAINERS))?
+            .into_iter()
+            .map(|(_, c)| self.refresh(c))
+            .collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(all)
+    }
+
+    /// A record says running, but the runtime may know better (the CLI that ran it died).
+    fn refresh(&self, mut c: Container) -> Container {
+        if c.status == Status::Running {
+            let alive = berth_runtime::state::ContainerState::load(&self.runtime_root(), &c.id)
+                .map(|s| s.init_alive())
+                .unwrap_or(false);
+            if !alive {
+                c.status = Status::Exited;
+            }
+        }
+        c
+    }
+
+    /// By full id, unique id prefix, or name.
+    pub fn find(&self, key: &str) -> Result<Container, ContainerError> {
+        self.images.meta.read(|v| {
+            if let Some(id) = v.get::<String>(NAMES, key)? {
+                if let Some(c) = v.get::<Container>(CONTAINERS, &id)? {
+                    return Ok(self.refresh(c));
+                }
+            }
+            let hits: Vec<Container> = v
+                .list::<Container>(CONTAINERS)?
+                .into_iter()
+                .map(|(_, c)| c)
+                .filter(|c| key.len() >= 3 && c.id.starts_with(key))
+                .collect();
+            match hits.len() {
+                1 => Ok(self.refresh(hits.into_iter().next().expect("one"))),
+                _ => Err(ContainerError::NotFound(key.into())),
+            }
+        })
+    }
+
+    /// Creates the record, the writable snapshot (mounted) and the bundle. Returns the
+    /// record and the bundle directory.
+    pub fn create(&self, o: &RunOptions) -> Result<(Container, PathBuf), ContainerError> {
+        let image = self.images.find(&o.image)?;
+        let id = new_id()?;
+        let name = o
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("berth-{}", &id[..12]));
+        if !valid_name(&name) {
+            return Err(ContainerError::BadName(name));
+        }
+        let rec = Container {
+            id: id.clone(),
+            name: name.clone(),
+            image: image
+                .names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string()),
+            image_id: image.id.to_string(),
+            command: vec![],
+            created: now(),
+            status: Status::Created,
+            exit_code: None,
+            finished: None,
+            auto_remove: o.auto_remove,
+            labels: o.spec.labels.clone(),
+        };
+        self.images.meta.write(|tx| {
+            if let Some(other) = tx.get::<String>(NAMES, &name)? {
+                return Err(ContainerError::NameInUse(name.clone(), other));
+            }
+            tx.put(NAMES, &name, &id)?;
+            tx.put(CONTAINERS, &id, &rec)?;
+            Ok(())
+        })?;
+        match self.make(&rec, &image, o) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let _ = self.remove(&id, true);
+                Err(e)
+            }
+        }
+    }
+
+    fn make(
+        &self,
+        rec: &Container,
+        image: &berth_image::images::ImageRecord,
+        o: &RunOptions,
+    ) -> Result<(Container, PathBuf), ContainerError> {
+        let dir = self.dir(&rec.id);
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
+        match image.top_chain() {
+            Some(top) => {
+                let m = self.images.snapshots.prepare(&rec.id, top)?;
+                mount_snapshot(&m, &rootfs)?;
+            }
+            None => {}
+        }
+        let config_bytes = self
+            .images
+            .content
+            .read(&image.id)
+            .map_err(ImageError::from)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| io("parse image config", &rootfs)(std::io::Error::other(e)))?;
+        let mut so = o.spec.clone();
+        if so.hostname.is_empty() {
+            so.hostname = rec.id[..12].to_string();
+        }
+        if so.cgroups_path.is_empty() {
+            so.cgroups_path = format!("/berth/{}", rec.id);
+        }
+        let spec = spec::build(&config, &rootfs, &so)?;
+        let path = dir.join("config.json");
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&spec)
+                .map_err(|e| io("encode", &path)(std::io::Error::other(e)))?,
+        )
+        .map_err(io("write", &path))?;
+        let mut rec = rec.clone();
+        rec.command = spec["process"]["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.images
+            .meta
+            .write(|tx| tx.put(CONTAINERS, &rec.id, &rec))?;
+        Ok((rec, dir))
+    }
+
+    fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        exit_code: Option<i32>,
+    ) -> Result<(), ContainerError> {
+        self.images.meta.write(|tx| {
+            if let Some(mut c) = tx.get::<Container>(CONTAINERS, id)? {
+                c.status = status;
+                if status == Status::Exited {
+                    c.exit_code = exit_code;
+                    c.finished = Some(now());
+                }
+                tx.put(CONTAINERS, id, &c)?;
+            }
+            Ok::<_, ContainerError>(())
+        })
+    }
+
+    /// `run` in the foreground: the container's stdio is this process's; signals are
+    /// forwarded; returns the exit code (128+N for a signal).
+    pub fn run_foreground(&self, o: &RunOptions) -> Result<(Container, i32), ContainerError> {
+        let (rec, bundle) = self.create(o)?;
+        self.set_status(&rec.id, Status::Running, None)?;
+        let opts = berth_runtime::container::CreateOptions {
+            root: self.runtime_root(),
+            id: rec.id.clone(),
+            bundle,
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            preserve_fds: 0,
+            launch: berth_runtime::container::Launch::RunForeground,
+        };
+        let res = berth_runtime::container::create(&opts);
+        let code = match res {
+            Ok(berth_runtime::container::Outcome::Exited { code }) => code,
+            Ok(berth_runtime::container::Outcome::Started { .. }) => 0,
+            Err(e) => {
+                let _ = self.set_status(&rec.id, Status::Exited, None);
+                if o.auto_remove {
+                    let _ = self.remove(&rec.id, true);
+                }
+                return Err(e.into());
+            }
+        };
+        self.set_status(&rec.id, Status::Exited, Some(code))?;
+        if o.auto_remove {
+            self.remove(&rec.id, true)?;
+        }
+        Ok((rec, code))
+    }
+
+    /// Removes a container: its runtime state (killing it with `force`), rootfs mount,
+    /// writable snapshot, bundle and record. Gathers every failure rather than stopping at
+    /// the first, and succeeds on what is already gone.
+    pub fn remove(&self, key: &str, force: bool) -> Result<Container, ContainerError> {
+        let c = match self.find(key) {
+            Ok(c) => c,
+            Err(ContainerError::NotFound(_)) if key.len() == 64 => {
+                // A half-made container whose record write failed: clean by id.
+                return Err(ContainerError::NotFound(key.into()));
+            }
+            Err(e) => return Err(e),
+        };
+        if c.status == Status::Running && !force {
+            return Err(ContainerError::Running(c.name));
+        }
+        let rt = self.runtime_root();
+        let mut first_err: Option<ContainerError> = None;
+        let mut note = |r: Result<(), ContainerError>| {
+            if let Err(e) = r {
+                tracing::warn!("removing {}: {e}", c.id);
+                first_err.get_or_insert(e);
+            }
+        };
+        if berth_runtime::state::dir(&rt, &c.id).exists() {
+            note(berth_runtime::container::delete(&rt, &c.id, true).map_err(Into::into));
+        }
+        let dir = self.dir(&c.id);
+        let rootfs = dir.join("rootfs");
+        let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
+        note(
+            self.images
+                .snapshots
+                .remove_active(&c.id)
+                .map_err(Into::into),
+        );
+        if dir.exists() {
+            note(std::fs::remove_dir_all(&dir).map_err(io("remove", &dir)));
+        }
+        if first_err.is_none() {
+            self.images.meta.write(|tx| {
+                tx.remove(CONTAINERS, &c.id)?;
+                tx.remove(NAMES, &c.name)?;
+                Ok::<_, ContainerError>(())
+            })?;
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(c),
+        }
+    }
+
+    /// Image ids containers use (rmi refuses to remove them without --force).
+    pub fn image_user(&self, image_id: &str) -> Option<String> {
+        self.list()
+            .ok()?
+            .into_iter()
+            .find(|c| c.image_id == image_id)
+            .map(|c| c.name)
+    }
+}
+
+fn mount_snapshot(m: &berth_image::snapshot::Mount, target: &Path) -> Result<(), ContainerError> {
+    use rustix::mount::{mount, mount_bind_recursive, MountFlags};
+    let r = match m.kind.as_str() {
+        "overlay" => {
+            let data = std::ffi::CString::new(m.options.join(","))
+                .map_err(|e| io("mount", target)(std::io::Error::other(e)))?;
+            mount(
+                "overlay",
+                target,
+                "overlay",
+                MountFlags::empty(),
+                Some(data.as_c_str()),
+            )
+        }
+        _ => mount_bind_recursive(&m.source, target),
+    };
+    r.map_err(|e| io("mount snapshot on", target)(e.into()))
+}
