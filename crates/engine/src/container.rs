@@ -137,7 +137,7 @@ impl Engine {
             .into_iter()
             .map(|(_, c)| self.refresh(c))
             .collect();
-        all.sort_by(|a, b| b.created.cmp(&a.created));
+        all.sort_by_key(|c| std::cmp::Reverse(c.created));
         Ok(all)
     }
 
@@ -230,12 +230,9 @@ impl Engine {
         let dir = self.dir(&rec.id);
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
-        match image.top_chain() {
-            Some(top) => {
-                let m = self.images.snapshots.prepare(&rec.id, top)?;
-                mount_snapshot(&m, &rootfs)?;
-            }
-            None => {}
+        if let Some(top) = image.top_chain() {
+            let m = self.images.snapshots.prepare(&rec.id, top)?;
+            mount_snapshot(&m, &rootfs)?;
         }
         let config_bytes = self
             .images

@@ -95,6 +95,26 @@ pub enum SpecError {
     User(#[from] user::UserError),
     #[error("--cap-add/--cap-drop: unknown capability {0:?}")]
     Capability(String),
+    #[error("--cap-add: {0} is not in this host's capability bounding set, so no process here can have it")]
+    NotOnHost(String),
+}
+
+/// Capabilities this process may pass on: its bounding set (some hosts and VMs lack some,
+/// e.g. CAP_SYS_RESOURCE). `--privileged` and `--cap-add ALL` mean these, as with podman.
+fn host_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    berth_runtime::capabilities::NAMES
+        .iter()
+        .filter(|n| berth_runtime::capabilities::number(n).is_some_and(|b| bnd & (1u64 << b) != 0))
+        .map(|n| n.to_string())
+        .collect()
 }
 
 fn cap_name(c: &str) -> String {
@@ -160,11 +180,9 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
     }
     merge_env(&mut env, &o.env);
 
+    let host = host_caps();
     let mut caps: Vec<String> = if o.privileged {
-        berth_runtime::capabilities::NAMES
-            .iter()
-            .map(|n| n.to_string())
-            .collect()
+        host.clone()
     } else {
         DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
     };
@@ -181,20 +199,21 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
     }
     for c in &o.cap_add {
         if c.eq_ignore_ascii_case("all") {
-            caps = berth_runtime::capabilities::NAMES
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
+            caps = host.clone();
             continue;
         }
         let n = cap_name(c);
         if !berth_runtime::capabilities::NAMES.contains(&n.as_str()) {
             return Err(SpecError::Capability(c.clone()));
         }
+        if !host.contains(&n) {
+            return Err(SpecError::NotOnHost(n));
+        }
         if !caps.contains(&n) {
             caps.push(n);
         }
     }
+    caps.retain(|c| host.contains(c));
     // A non-root user keeps no effective capabilities, as with docker.
     let effective = if uid == 0 { caps.clone() } else { vec![] };
 

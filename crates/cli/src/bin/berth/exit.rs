@@ -33,7 +33,16 @@ fn registry(e: &berth_distribution::Error) -> i32 {
 }
 
 pub fn code(e: &anyhow::Error) -> i32 {
+    use berth_engine::ContainerError as C;
     for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<C>() {
+            match c {
+                C::Image(i) => return image(i).unwrap_or(1),
+                C::NotFound(_) => return NOT_FOUND,
+                C::NameInUse(..) | C::Running(_) => return CONFLICT,
+                _ => {}
+            }
+        }
         if let Some(e) = cause.downcast_ref::<ImageError>() {
             if let Some(c) = image(e) {
                 return c;

@@ -56,7 +56,7 @@ pub enum StorageDriver {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container from an image (foreground).
-    Run(container::RunArgs),
+    Run(Box<container::RunArgs>),
     /// List containers.
     Ps(container::PsArgs),
     /// Remove containers.
