@@ -81,7 +81,14 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// Cleans up after a failed test too: detaches what is still attached, deletes
+    /// the bridges, unmounts the netns dir.
     fn drop(&mut self) {
+        if let Ok(attached) = berth_network::cache::list(&self.cfg.cache_dir()) {
+            for a in attached {
+                let _ = berth_network::detach(&self.cfg, &a.network, &a.container_id);
+            }
+        }
         if let Ok(nets) = std::fs::read_dir(&self.cfg.config_dir) {
             for entry in nets.flatten() {
                 let name = entry
@@ -154,7 +161,9 @@ pub fn iptables() -> Vec<String> {
 pub fn rules_of(rules: &[String], container_id: &str, ip: &str) -> Vec<String> {
     let own: Vec<&String> = rules
         .iter()
-        .filter(|l| l.contains(&format!("\"{container_id}\"")) || l.contains(&format!("{ip}/32")))
+        .filter(|l| {
+            l.contains(&format!("\\\"{container_id}\\\"")) || l.contains(&format!("{ip}/32"))
+        })
         .collect();
     let chains: Vec<String> = own
         .iter()
