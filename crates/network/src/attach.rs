@@ -155,7 +155,7 @@ fn add_error(entry: &CachedAttachment, source: crate::cni::AddError) -> NetworkE
     NetworkError::Add {
         network: entry.network.clone(),
         container_id: entry.container_id.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 

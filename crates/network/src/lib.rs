@@ -13,6 +13,8 @@
 //!   → Attachment { netns, ips, gateway, mac, interface, ports }
 //!   any failure after 3 undoes what was done (DEL, netns removed, cache removed)
 //!
+//! check(cfg, "berth", id)                         any time: CHECK chain against the cache
+//!
 //! the container runs: its spec names the netns (`linux.namespaces: [{type: network, path}]`);
 //! write `resolv_conf(..)` and `hosts(..)` into it
 //!
@@ -42,9 +44,11 @@ pub mod port;
 pub mod resolv;
 
 mod attach;
+mod check;
 mod detach;
 
 pub use attach::{attach, Attachment};
+pub use check::check;
 pub use detach::detach;
 pub use network::{CreateOptions, Network, DEFAULT_NETWORK};
 pub use port::{PortMapping, Protocol};
@@ -139,8 +143,15 @@ pub enum NetworkError {
         #[source]
         source: std::io::Error,
     },
-    #[error("container {container_id} is already attached to network {network:?}")]
+    #[error(
+        "container {container_id} is already attached to network {network:?} (detach it first)"
+    )]
     AlreadyAttached {
+        network: String,
+        container_id: String,
+    },
+    #[error("container {container_id} is not attached to network {network:?}")]
+    NotAttached {
         network: String,
         container_id: String,
     },
@@ -149,7 +160,7 @@ pub enum NetworkError {
         network: String,
         container_id: String,
         #[source]
-        source: cni::AddError,
+        source: Box<cni::AddError>,
     },
     #[error("network {network:?} gave container {container_id} no interface inside its namespace (CNI spec: the result lists the container's interface with a sandbox)")]
     NoInterface {

@@ -119,6 +119,8 @@ pub fn remove(path: &Path) -> Result<(), NetnsError> {
 
 /// Whether `path` is a mounted namespace file.
 pub fn is_netns(path: &Path) -> bool {
+    // f_type is i64 on 64-bit targets but narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
     rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS_MAGIC)
 }
 

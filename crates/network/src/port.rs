@@ -365,7 +365,7 @@ mod tests {
         let b = pm(Some("127.0.0.2"), 8080, 80, Protocol::Tcp);
         let any = pm(None, 8080, 81, Protocol::Tcp);
         let udp = pm(None, 8080, 81, Protocol::Udp);
-        check_not_published(&[b.clone()], [("c1", &a)]).expect("different ips");
+        check_not_published(&[b], [("c1", &a)]).expect("different ips");
         check_not_published(&[udp], [("c1", &a)]).expect("different protocol");
         let err = check_not_published(&[any], [("c1", &a)]).expect_err("overlap");
         assert_eq!(

@@ -73,7 +73,13 @@ fn two_containers_on_the_default_network_reach_each_other_and_the_gateway() {
     );
     assert!(ok, "b → a: {out}");
 
+    berth_network::check(&env.cfg, DEFAULT_NETWORK, &id_a).expect("CHECK a");
+
     detach(&env.cfg, DEFAULT_NETWORK, &id_a).expect("detach a");
+    assert!(matches!(
+        berth_network::check(&env.cfg, DEFAULT_NETWORK, &id_a),
+        Err(NetworkError::NotAttached { .. })
+    ));
     detach(&env.cfg, DEFAULT_NETWORK, &id_b).expect("detach b");
     assert!(!a.netns.exists() && !b.netns.exists());
 }
