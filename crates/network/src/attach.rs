@@ -52,6 +52,9 @@ pub fn attach(
             container_id: container_id.to_string(),
         });
     }
+    // Held until the cache entry publishing our ports is written, so two attaches
+    // cannot both find a port free.
+    let ports_lock = lock_ports(cfg)?;
     check_ports(cfg, ports)?;
 
     let netns = netns::create(&cfg.netns_dir, container_id)?;
@@ -66,7 +69,7 @@ pub fn attach(
         runtime_config: runtime_config(ports),
         result: None,
     };
-    match add(cfg, &mut entry) {
+    match add(cfg, &mut entry, ports_lock) {
         Ok(result) => Ok(attachment(&entry, &result, ports)),
         Err((error, chain_undone)) => {
             let undo = teardown(
@@ -99,9 +102,11 @@ pub fn attach(
 fn add(
     cfg: &NetworkConfig,
     entry: &mut CachedAttachment,
+    ports_lock: std::fs::File,
 ) -> Result<CniResult, (NetworkError, bool)> {
     let cache_dir = cfg.cache_dir();
     cache::write(&cache_dir, entry).map_err(|e| (e.into(), false))?;
+    drop(ports_lock);
 
     let lo = Invocation {
         container_id: &entry.container_id,
@@ -187,6 +192,18 @@ fn check_ports(cfg: &NetworkConfig, ports: &[PortMapping]) -> Result<(), Network
         p.check_host_port_free()?;
     }
     Ok(())
+}
+
+fn lock_ports(cfg: &NetworkConfig) -> Result<std::fs::File, NetworkError> {
+    let path = cfg.data_dir.join("ports.lock");
+    let err = |source| NetworkError::Config {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(err)?;
+    let f = std::fs::File::create(&path).map_err(err)?;
+    f.lock().map_err(err)?;
+    Ok(f)
 }
 
 fn runtime_config(ports: &[PortMapping]) -> RuntimeConfig {

@@ -139,3 +139,40 @@ pub fn list(dir: &Path) -> Result<Vec<CachedAttachment>, CacheError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_remove() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("results");
+        assert_eq!(list(&dir).expect("empty"), vec![]);
+        let mut entry = CachedAttachment {
+            kind: KIND.into(),
+            network: "berth".into(),
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            netns: "/run/berth/netns/c1".into(),
+            hostname: "web".into(),
+            config: crate::network::loopback(),
+            runtime_config: RuntimeConfig::default(),
+            result: None,
+        };
+        write(&dir, &entry).expect("write");
+        entry.result = Some(serde_json::json!({"cniVersion": "1.0.0"}));
+        write(&dir, &entry).expect("rewrite");
+        assert_eq!(
+            read(&dir, "berth", "c1", "eth0").expect("read"),
+            Some(entry.clone())
+        );
+        assert_eq!(read(&dir, "berth", "c2", "eth0").expect("read"), None);
+        assert_eq!(list(&dir).expect("list"), vec![entry]);
+        std::fs::write(dir.join("broken.json"), "{").expect("write");
+        assert!(matches!(list(&dir), Err(CacheError::Corrupt { .. })));
+        remove(&dir, "berth", "c1", "eth0").expect("remove");
+        remove(&dir, "berth", "c1", "eth0").expect("remove twice");
+        assert_eq!(read(&dir, "berth", "c1", "eth0").expect("read"), None);
+    }
+}

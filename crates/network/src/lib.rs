@@ -31,6 +31,8 @@
 //! | `STATE/networks/<name>.conflist` | one CNI configuration list per network |
 //! | `STATE/cni/results/<net>+<id>+<ifname>.json` | the attachment cache (what DEL needs) |
 //! | `STATE/cni/ipam/<net>/` | host-local's leases (`dataDir`), one file per IP |
+//! | `STATE/cni/ports.lock` | serialises port checks with the cache write that publishes them |
+//! | `STATE/networks/.lock` | serialises network create/remove |
 //! | `RUN/netns/<id>` | the container's netns (an nsfs bind mount); `RUN/netns` is a shared mount |
 //!
 //! Firewall state (NAT, port DNAT, forward rules) belongs to the plugins: bridge

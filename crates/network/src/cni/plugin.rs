@@ -178,3 +178,111 @@ pub fn versions(plugin_dirs: &[PathBuf], plugin: &str) -> Result<Vec<String>, Cn
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Writes an executable script plugin into `dir`.
+    fn script(dir: &Path, name: &str, body: &str) {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// exec, retried while another test thread's fork holds the script open for
+    /// writing (ETXTBSY), which only a test writing and running scripts can hit.
+    fn run(
+        dirs: &[PathBuf],
+        plugin: &str,
+        command: Command,
+        stdin: &[u8],
+    ) -> Result<Option<Value>, CniError> {
+        let inv = Invocation {
+            container_id: "c1",
+            netns: Path::new("/run/netns/c1"),
+            ifname: "eth0",
+            args: "IgnoreUnknown=1",
+            plugin_dirs: dirs,
+        };
+        for _ in 0..50 {
+            match exec(plugin, command, &inv, stdin) {
+                Err(CniError::Spawn { source, .. })
+                    if source.kind() == std::io::ErrorKind::ExecutableFileBusy =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+        panic!("{plugin} stayed busy")
+    }
+
+    #[test]
+    fn exec_protocol() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).expect("mkdir");
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let dirs = vec![a.clone(), b.clone()];
+        // Echoes its environment and stdin back as a result.
+        script(
+            &b,
+            "echo",
+            r#"in=$(cat); printf '{"cniVersion":"1.0.0","env":"%s %s %s %s %s %s","stdin":%s}' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS" "$CNI_PATH" "$in""#,
+        );
+        let out = run(&dirs, "echo", Command::Add, br#"{"x":1}"#)
+            .expect("ok")
+            .expect("a result");
+        let env = format!(
+            "ADD c1 /run/netns/c1 eth0 IgnoreUnknown=1 {}:{}",
+            a.display(),
+            b.display()
+        );
+        assert_eq!(out["env"], env.as_str());
+        assert_eq!(out["stdin"]["x"], 1);
+
+        script(&a, "quiet", "cat >/dev/null");
+        assert_eq!(run(&dirs, "quiet", Command::Del, b"{}").expect("ok"), None);
+
+        script(
+            &a,
+            "fails",
+            r#"echo '{"cniVersion":"1.0.0","code":7,"msg":"bad config","details":"no bridge"}'; exit 1"#,
+        );
+        let err = run(&dirs, "fails", Command::Add, b"{}").expect_err("fails");
+        assert_eq!(
+            err.to_string(),
+            "CNI plugin \"fails\" ADD failed: bad config: no bridge (CNI error code 7: invalid network config)"
+        );
+
+        script(&a, "crashes", "echo panic: oops >&2; exit 2");
+        let err = run(&dirs, "crashes", Command::Del, b"{}").expect_err("crashes");
+        assert!(matches!(err, CniError::Crashed { .. }), "{err:?}");
+        assert!(err.to_string().contains("panic: oops"), "{err}");
+
+        script(&a, "garbage", "echo not json");
+        let err = run(&dirs, "garbage", Command::Add, b"{}").expect_err("garbage");
+        assert!(matches!(err, CniError::BadOutput { .. }), "{err:?}");
+
+        script(
+            &a,
+            "version",
+            r#"echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'"#,
+        );
+        assert_eq!(
+            versions(&dirs, "version").expect("versions"),
+            ["0.4.0", "1.0.0"]
+        );
+
+        assert!(matches!(
+            run(&dirs, "missing", Command::Add, b"{}"),
+            Err(CniError::PluginNotFound { .. })
+        ));
+        assert!(matches!(
+            run(&dirs, "../b/echo", Command::Add, b"{}"),
+            Err(CniError::InvalidPluginName { .. })
+        ));
+    }
+}
