@@ -16,6 +16,9 @@ pigz
 libdeflate-tools
 time
 iproute2
+containernetworking-plugins
+iptables
+util-linux
 procps
 qemu-system-x86
 linux-image-amd64
