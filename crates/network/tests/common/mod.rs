@@ -56,15 +56,27 @@ macro_rules! require_root {
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub cfg: NetworkConfig,
+    // Last: dropped after the cleanup in Drop.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+/// Tests in one binary take turns: the default network's bridge (berth0) and subnet are
+/// host-wide, while each Env has its own IPAM and cache, so two at once would hand out
+/// the same address and one's cleanup would delete the other's bridge.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn env() -> Env {
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::Builder::new()
         .prefix("berth-net-test")
         .tempdir()
         .expect("tempdir");
     let cfg = NetworkConfig::new(tmp.path().join("state"), tmp.path().join("run"));
-    Env { tmp, cfg }
+    Env {
+        tmp,
+        cfg,
+        _serial: serial,
+    }
 }
 
 impl Env {
