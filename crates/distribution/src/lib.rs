@@ -19,7 +19,7 @@
 //! ```no_run
 //! # use berth_distribution::*;
 //! # use futures_util::StreamExt as _;
-//! # async fn pull(name: &str) -> Result<(), Error> {
+//! # async fn pull(name: &str, digest: Digest, size: u64) -> Result<(), Error> {
 //! let client = Client::new(ClientConfig::load()?, Credentials::from_env())?;
 //! let r: Reference = name.parse().expect("valid reference");
 //! // 1. The tag's manifest or index (verified against Docker-Content-Digest).
@@ -29,8 +29,7 @@
 //!     let d = select_manifest(&m.bytes, &Platform::host())?;
 //!     m = client.get_manifest(&r.with_digest(d.digest)).await?;
 //! }
-//! // 3. Each blob the manifest lists, streamed; the caller hashes what arrives.
-//! # let (digest, size): (Digest, u64) = unimplemented!();
+//! // 3. Each blob the manifest lists (`digest`, `size`), streamed; the caller hashes what arrives.
 //! let mut blob = client.get_blob(&r, &digest, size, 0).await?;
 //! let mut hasher = digest.hasher();
 //! while let Some(chunk) = blob.next().await {

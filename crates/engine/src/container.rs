@@ -328,14 +328,7 @@ impl Engine {
     /// writable snapshot, bundle and record. Gathers every failure rather than stopping at
     /// the first, and succeeds on what is already gone.
     pub fn remove(&self, key: &str, force: bool) -> Result<Container, ContainerError> {
-        let c = match self.find(key) {
-            Ok(c) => c,
-            Err(ContainerError::NotFound(_)) if key.len() == 64 => {
-                // A half-made container whose record write failed: clean by id.
-                return Err(ContainerError::NotFound(key.into()));
-            }
-            Err(e) => return Err(e),
-        };
+        let c = self.find(key)?;
         if c.status == Status::Running && !force {
             return Err(ContainerError::Running(c.name));
         }

@@ -40,14 +40,6 @@ const MASKED: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,7 +270,7 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
     });
     if !o.privileged {
         linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
+        linux["readonlyPaths"] = json!(berth_runtime::spec::default::READONLY);
     }
     let annotations: serde_json::Map<String, Value> = o
         .labels

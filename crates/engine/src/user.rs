@@ -1,6 +1,7 @@
 //! `--user` and the image's `User`: names resolved from the image's own /etc/passwd and
 //! /etc/group, read through the rootfs without following symlinks out of it.
 
+use std::io::Read as _;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub enum UserError {
 
 /// Reads a file of the rootfs with every path component resolved inside it.
 pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let dir = rustix::fs::open(
         root,
         OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::PATH,
@@ -36,14 +37,11 @@ pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .ok()?;
-    let _ = CWD;
     let mut f = std::fs::File::from(fd);
     let mut s = String::new();
     std::io::Read::read_to_string(&mut (&mut f).take(4 << 20), &mut s).ok()?;
     Some(s)
 }
-
-use std::io::Read as _;
 
 /// Resolves `spec` (`name`, `uid`, `uid:gid`, `name:group`, empty = root) against the
 /// passwd and group files' contents.

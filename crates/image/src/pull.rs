@@ -19,7 +19,7 @@ use crate::unpack::{self, Compression, UnpackError, UnpackOptions, Whiteouts};
 use berth_distribution::{Client, Digest, Platform, Reference};
 use bytes::Bytes;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// How a layer got into place.
@@ -180,15 +180,7 @@ pub async fn pull(
             diff_id: config.rootfs.diff_ids[i].clone(),
             chain: chains[i].clone(),
             parent: i.checked_sub(1).map(|p| chains[p].clone()),
-            unpack: UnpackOptions {
-                whiteouts: match images.snapshots.driver() {
-                    Driver::Overlay => Whiteouts::Overlay,
-                    Driver::Copy => Whiteouts::Apply,
-                },
-                layer: l.digest.to_string(),
-                max_size: opts.max_layer_size,
-                same_owner: opts.same_owner,
-            },
+            unpack: unpack_options(&images, &l.digest, opts),
             progress: progress.clone(),
         });
     }
@@ -296,6 +288,47 @@ async fn warm(
     Ok((digest == rec.manifest || Some(&digest) == rec.index.as_ref()).then_some(rec))
 }
 
+fn unpack_options(images: &Images, layer: &Digest, opts: &PullOptions) -> UnpackOptions {
+    UnpackOptions {
+        whiteouts: match images.snapshots.driver() {
+            Driver::Overlay => Whiteouts::Overlay,
+            Driver::Copy => Whiteouts::Apply,
+        },
+        layer: layer.to_string(),
+        max_size: opts.max_layer_size,
+        same_owner: opts.same_owner,
+    }
+}
+
+/// Unpacks a blob that is already in the content store into `fs`.
+fn unpack_stored(
+    images: &Images,
+    digest: &Digest,
+    compression: Compression,
+    fs: &std::path::Path,
+    uopts: &UnpackOptions,
+) -> Result<unpack::Unpacked, PullError> {
+    let f = images.content.open(digest)?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, f);
+    Ok(unpack::unpack(reader, compression, fs, uopts)?)
+}
+
+/// The uncompressed content must be what the config's rootfs.diff_ids says.
+fn check_diff_id(
+    layer: &Digest,
+    expected: &Digest,
+    got: unpack::Unpacked,
+) -> Result<(), PullError> {
+    if got.diff_id != *expected {
+        return Err(PullError::DiffId {
+            layer: layer.clone(),
+            expected: expected.clone(),
+            actual: got.diff_id,
+        });
+    }
+    Ok(())
+}
+
 /// Commits a layer whose blob is already in the content store (load, or a snapshot
 /// collected while the blob was kept), checking its diff_id.
 pub(crate) fn commit_stored_layer(
@@ -305,31 +338,10 @@ pub(crate) fn commit_stored_layer(
     opts: &PullOptions,
 ) -> Result<(), PullError> {
     let compression = Compression::from_media_type(&layer.media_type)?;
-    let uopts = UnpackOptions {
-        whiteouts: match images.snapshots.driver() {
-            Driver::Overlay => Whiteouts::Overlay,
-            Driver::Copy => Whiteouts::Apply,
-        },
-        layer: layer.digest.to_string(),
-        max_size: opts.max_layer_size,
-        same_owner: opts.same_owner,
-    };
+    let uopts = unpack_options(images, &layer.digest, opts);
     images.snapshots.commit(&layer.chain_id, parent, |fs, _| {
-        let f = images.content.open(&layer.digest)?;
-        let out = unpack::unpack(
-            std::io::BufReader::with_capacity(1 << 20, f),
-            compression,
-            fs,
-            &uopts,
-        )?;
-        if out.diff_id != layer.diff_id {
-            return Err(PullError::DiffId {
-                layer: layer.digest.clone(),
-                expected: layer.diff_id.clone(),
-                actual: out.diff_id,
-            });
-        }
-        Ok(())
+        let out = unpack_stored(images, &layer.digest, compression, fs, &uopts)?;
+        check_diff_id(&layer.digest, &layer.diff_id, out)
     })?;
     Ok(())
 }
@@ -398,59 +410,36 @@ impl LayerJob {
     ) -> Result<(), PullError> {
         let images = &self.images;
         let d = &self.desc;
-        let mut offset_tx = Some(offset_tx);
         let have_blob = images.content.size(&d.digest) == Some(d.size);
         if images.snapshots.committed(&self.chain)?.is_some() {
             if !have_blob {
                 // Snapshot kept, blob collected: fetch the blob alone (push and save need it).
                 if let Ingest::Write(w) = images.content.ingest(&d.digest, d.size)? {
-                    let _ = offset_tx.take().map(|t| t.send(w.offset()));
-                    let mut tee = Tee::new(*w, rx, self.progress.clone())?;
-                    std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| tee.error(e))?;
-                    tee.commit()?;
+                    let _ = offset_tx.send(w.offset());
+                    Tee::new(*w, rx, self.progress.clone())?.finish()?;
                 }
             }
             self.progress.layer(&d.digest, d.size, LayerState::Exists);
             return Ok(());
         }
         let compression = Compression::from_media_type(&d.media_type)?;
-        let rx = Mutex::new(Some(rx));
         let made = images
             .snapshots
             .commit(&self.chain, self.parent.as_ref(), |fs, _driver| {
                 let unpacked = match images.content.ingest(&d.digest, d.size)? {
                     Ingest::Present => {
-                        let f = images.content.open(&d.digest)?;
-                        unpack::unpack(
-                            std::io::BufReader::with_capacity(1 << 20, f),
-                            compression,
-                            fs,
-                            &self.unpack,
-                        )?
+                        unpack_stored(images, &d.digest, compression, fs, &self.unpack)?
                     }
                     Ingest::Write(w) => {
-                        let _ = offset_tx.take().map(|t| t.send(w.offset()));
-                        let rx = rx.lock().expect("not poisoned").take().expect("one use");
+                        let _ = offset_tx.send(w.offset());
                         let mut tee = Tee::new(*w, rx, self.progress.clone())?;
-                        let out = unpack::unpack(&mut tee, compression, fs, &self.unpack);
-                        let out = match out {
-                            Ok(o) => o,
-                            Err(e) => return Err(tee.explain(e)),
-                        };
-                        // Whatever follows the tar stream is part of the blob too.
-                        std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| tee.error(e))?;
-                        tee.commit()?;
+                        let out = unpack::unpack(&mut tee, compression, fs, &self.unpack)
+                            .map_err(|e| tee.explain(e))?;
+                        tee.finish()?;
                         out
                     }
                 };
-                if unpacked.diff_id != self.diff_id {
-                    return Err(PullError::DiffId {
-                        layer: d.digest.clone(),
-                        expected: self.diff_id.clone(),
-                        actual: unpacked.diff_id,
-                    });
-                }
-                Ok(())
+                check_diff_id(&d.digest, &self.diff_id, unpacked)
             })?;
         self.progress.layer(
             &d.digest,
@@ -513,7 +502,10 @@ impl Tee {
         self.failure.take().unwrap_or(PullError::Unpack(e))
     }
 
-    fn commit(self) -> Result<(), PullError> {
+    /// Reads what is left (the unpacker stops at the end of its input already; this
+    /// makes sure of it) and commits the verified blob.
+    fn finish(mut self) -> Result<(), PullError> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| self.error(e))?;
         Ok(self.writer.commit()?)
     }
 }

@@ -9,6 +9,34 @@ pub mod tree;
 use berth_image::unpack::{self, Compression, UnpackError, UnpackOptions, Unpacked, Whiteouts};
 use std::path::{Path, PathBuf};
 
+pub const BOTH: [Whiteouts; 2] = [Whiteouts::Overlay, Whiteouts::Apply];
+
+pub fn lstat(p: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {p:?}: {e}"))
+}
+
+pub fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// A security.capability value (VFS_CAP_REVISION_2, effective) granting CAP_NET_RAW.
+pub const CAP_NET_RAW: [u8; 20] = [
+    0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A refusal names the layer and the entry.
+pub fn assert_names(err: &UnpackError, layer: &str, entry: &str) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(layer),
+        "error does not name the layer {layer}: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("{entry:?}")),
+        "error does not name the entry {entry:?}: {msg}"
+    );
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }

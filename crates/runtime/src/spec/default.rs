@@ -18,7 +18,8 @@ const MASKED: &[&str] = &[
     "/proc/scsi",
 ];
 
-const READONLY: &[&str] = &[
+/// Read-only /proc paths (runc's and docker's list); `berth run` uses the same.
+pub const READONLY: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",

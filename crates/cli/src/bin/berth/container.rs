@@ -300,19 +300,6 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn ago(t: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let s = now.saturating_sub(t);
-    match s {
-        0..=59 => format!("{s} seconds ago"),
-        60..=3599 => format!("{} minutes ago", s / 60),
-        3600..=86399 => format!("{} hours ago", s / 3600),
-        _ => format!("{} days ago", s / 86400),
-    }
-}
-
 pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let all: Vec<_> = engine(cli)?
         .list()?
@@ -346,7 +333,9 @@ pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
                 },
                 c.image.clone(),
                 format!("{:?}", c.command.join(" ")),
-                ago(c.created),
+                crate::image::ago(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.created),
+                ),
                 status,
                 c.name.clone(),
             ]

@@ -217,9 +217,14 @@ fn split_name(name: &str) -> (String, String) {
 }
 
 fn created_ago(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(|c| humantime::parse_rfc3339_weak(c).ok()) else {
-        return "N/A".into();
-    };
+    match created.and_then(|c| humantime::parse_rfc3339_weak(c).ok()) {
+        Some(t) => ago(t),
+        None => "N/A".into(),
+    }
+}
+
+/// "3 hours ago", as docker and podman list ages.
+pub fn ago(t: std::time::SystemTime) -> String {
     let Ok(age) = std::time::SystemTime::now().duration_since(t) else {
         return "now".into();
     };
