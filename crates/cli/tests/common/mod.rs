@@ -2,6 +2,8 @@
 //! need root; without it they print why and pass vacuously (CI runs as root).
 #![allow(dead_code)]
 
+pub mod host;
+
 pub use berth_testutil::Bundle;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
