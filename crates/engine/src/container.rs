@@ -17,6 +17,8 @@ const NAMES: Table = Table::new("container_names");
 pub enum Status {
     Created,
     Running,
+    /// Exited, and the restart policy will start it again after a backoff.
+    Restarting,
     Exited,
 }
 
@@ -36,6 +38,8 @@ pub struct Container {
     pub auto_remove: bool,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    #[serde(flatten)]
+    pub life: crate::lifecycle::Life,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,10 @@ pub enum ContainerError {
     BadName(String),
     #[error("container {0} is running: stop it first or use --force")]
     Running(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("{0}")]
+    StartFailed(String),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -76,7 +84,10 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 
 pub struct Engine {
     pub images: Images,
+    pub root: PathBuf,
     pub runroot: PathBuf,
+    /// How to start monitors (`run -d`, `create`, `start`); see [`crate::lifecycle`].
+    pub helpers: Option<crate::lifecycle::Helpers>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -85,6 +96,7 @@ pub struct RunOptions {
     pub name: Option<String>,
     pub auto_remove: bool,
     pub spec: SpecOptions,
+    pub life: crate::lifecycle::Life,
 }
 
 fn now() -> u64 {
@@ -116,11 +128,13 @@ impl Engine {
     ) -> Result<Engine, ContainerError> {
         Ok(Engine {
             images: Images::open(root, driver)?,
+            root: root.to_path_buf(),
             runroot: runroot.to_path_buf(),
+            helpers: None,
         })
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn dir(&self, id: &str) -> PathBuf {
         self.runroot.join("containers").join(id)
     }
 
@@ -141,17 +155,49 @@ impl Engine {
         Ok(all)
     }
 
-    /// A record says running, but the runtime may know better (the CLI that ran it died).
-    fn refresh(&self, mut c: Container) -> Container {
-        if c.status == Status::Running {
-            let alive = berth_runtime::state::ContainerState::load(&self.runtime_root(), &c.id)
-                .map(|s| s.init_alive())
-                .unwrap_or(false);
-            if !alive {
+    /// A record says running, but the runtime may know better: the init exited and the
+    /// monitor has not cleaned up yet (the exit file has its code), or whoever watched
+    /// it died (a killed CLI or monitor, a reboot).
+    pub(crate) fn refresh(&self, mut c: Container) -> Container {
+        if matches!(c.status, Status::Running | Status::Created) {
+            let state = berth_runtime::state::ContainerState::load(&self.runtime_root(), &c.id);
+            let alive = state.as_ref().map(|s| s.init_alive()).unwrap_or(false);
+            if !alive
+                && (c.status == Status::Running
+                    || state.is_ok()
+                    || self.dir(&c.id).join("exit").exists())
+            {
                 c.status = Status::Exited;
+                if let Some((code, at)) = self.exit_file(&c.id) {
+                    c.exit_code = Some(code);
+                    c.finished = Some(at);
+                }
             }
         }
         c
+    }
+
+    /// The record as stored (no refresh), or None when it is gone.
+    pub(crate) fn raw(&self, id: &str) -> Result<Option<Container>, ContainerError> {
+        Ok(self
+            .images
+            .meta
+            .read(|v| v.get::<Container>(CONTAINERS, id))?)
+    }
+
+    /// Changes a record in one transaction (nothing when it is gone).
+    pub(crate) fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Container),
+    ) -> Result<(), ContainerError> {
+        self.images.meta.write(|tx| {
+            if let Some(mut c) = tx.get::<Container>(CONTAINERS, id)? {
+                f(&mut c);
+                tx.put(CONTAINERS, id, &c)?;
+            }
+            Ok::<_, ContainerError>(())
+        })
     }
 
     /// By full id, unique id prefix, or name.
@@ -203,6 +249,7 @@ impl Engine {
             finished: None,
             auto_remove: o.auto_remove,
             labels: o.spec.labels.clone(),
+            life: o.life.clone(),
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {
@@ -271,7 +318,7 @@ impl Engine {
         Ok((rec, dir))
     }
 
-    fn set_status(
+    pub(crate) fn set_status(
         &self,
         id: &str,
         status: Status,
@@ -288,6 +335,35 @@ impl Engine {
             }
             Ok::<_, ContainerError>(())
         })
+    }
+
+    /// `run`: create, then start under a monitor. Detached (`attach` None) it returns
+    /// once the init runs; attached, once the container has exited (and with `--rm`
+    /// is gone), with its exit code. Signals this process receives meanwhile go to the
+    /// container.
+    pub fn run(
+        &self,
+        o: &RunOptions,
+        attach: Option<crate::lifecycle::Attach>,
+    ) -> Result<(Container, Option<i32>), ContainerError> {
+        let (rec, _) = self.create(o)?;
+        let started = self
+            .start_monitor(&rec, false, attach)
+            .and_then(|mut m| m.started().map(|_| m));
+        let mut m = match started {
+            Ok(m) => m,
+            Err(e) => {
+                if o.auto_remove {
+                    let _ = self.remove(&rec.id, true);
+                }
+                return Err(e);
+            }
+        };
+        if attach.is_none() {
+            return Ok((rec, None));
+        }
+        let code = m.exited_forwarding(self, &rec.id)?;
+        Ok((rec, Some(code)))
     }
 
     /// `run` in the foreground: the container's stdio is this process's; signals are
@@ -329,10 +405,25 @@ impl Engine {
     /// the first, and succeeds on what is already gone.
     pub fn remove(&self, key: &str, force: bool) -> Result<Container, ContainerError> {
         let c = self.find(key)?;
-        if c.status == Status::Running && !force {
+        if matches!(c.status, Status::Running | Status::Restarting) && !force {
             return Err(ContainerError::Running(c.name));
         }
         let rt = self.runtime_root();
+        if matches!(
+            c.status,
+            Status::Running | Status::Restarting | Status::Created
+        ) {
+            // Its monitor must not restart it, and should finish its cleanup before the
+            // files it uses go away.
+            self.update(&c.id, |c| c.life.stopped_by_user = true)?;
+            if berth_runtime::state::dir(&rt, &c.id).exists() {
+                let _ = berth_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
+                let _ = self.wait_cleaned(&c.id, std::time::Duration::from_secs(10));
+            }
+            if self.raw(&c.id)?.is_none() {
+                return Ok(c);
+            }
+        }
         let mut first_err: Option<ContainerError> = None;
         let mut note = |r: Result<(), ContainerError>| {
             if let Err(e) = r {
@@ -346,6 +437,10 @@ impl Engine {
         let dir = self.dir(&c.id);
         let rootfs = dir.join("rootfs");
         let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
+        let logs = self.root.join("containers").join(&c.id);
+        if logs.exists() {
+            note(std::fs::remove_dir_all(&logs).map_err(io("remove", &logs)));
+        }
         note(
             self.images
                 .snapshots
@@ -378,7 +473,10 @@ impl Engine {
     }
 }
 
-fn mount_snapshot(m: &berth_image::snapshot::Mount, target: &Path) -> Result<(), ContainerError> {
+pub(crate) fn mount_snapshot(
+    m: &berth_image::snapshot::Mount,
+    target: &Path,
+) -> Result<(), ContainerError> {
     use rustix::mount::{mount, mount_bind_recursive, MountFlags};
     let r = match m.kind.as_str() {
         "overlay" => {

@@ -8,7 +8,11 @@
 //! (record, snapshot, bundle and runtime state gone).
 
 pub mod container;
+pub mod lifecycle;
+pub mod restart;
 pub mod spec;
 pub mod user;
 
-pub use container::{Container, ContainerError, Engine, RunOptions};
+pub use container::{Container, ContainerError, Engine, RunOptions, Status};
+pub use lifecycle::{Attach, Helpers, Life, Next};
+pub use restart::RestartPolicy;

@@ -55,3 +55,15 @@ pub fn cwd_inside_root() -> Result<bool, Errno> {
         Err(e) => Err(e),
     }
 }
+
+/// Takes ownership of an fd this process inherited by number (`--ready-fd 5`), after
+/// checking it is open, and marks it close-on-exec so it goes no further.
+pub fn take_inherited(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on an integer fd; an unknown fd yields EBADF.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    cvt(ret as libc::c_long)?;
+    // SAFETY: the fd is open (checked above) and was handed to this process by its
+    // parent for this one owner; nothing else in the process refers to it by number.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

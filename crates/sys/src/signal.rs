@@ -24,6 +24,12 @@ impl SigSet {
         unsafe { libc::sigemptyset(&mut set) };
         SigSet(set)
     }
+
+    /// Adds one signal (an invalid number is ignored: sigaddset only rejects those).
+    pub fn add(&mut self, sig: i32) {
+        // SAFETY: the set is initialised; sigaddset validates the number.
+        unsafe { libc::sigaddset(&mut self.0, sig) };
+    }
 }
 
 /// Sets the blocked-signal mask, returning the previous one.

@@ -4,7 +4,7 @@ use crate::image::{print_table, Format};
 use crate::Cli;
 use anyhow::{bail, Context, Result};
 use berth_engine::spec::{NetworkMode, SpecOptions};
-use berth_engine::{Engine, RunOptions};
+use berth_engine::{Engine, RunOptions, Status};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -18,9 +18,30 @@ pub enum PullPolicy {
 
 #[derive(Args)]
 pub struct RunArgs {
+    /// Run in the background under a monitor; print the container's id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open (the terminal's in the foreground; an open, empty pipe with -d).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a terminal.
+    #[arg(short, long)]
+    tty: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Log options: max-size=SIZE, max-file=N.
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Signal that stops the container (default: the image's StopSignal, else SIGTERM).
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<u64>,
     #[arg(long)]
     name: Option<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
@@ -104,8 +125,35 @@ pub struct RmArgs {
 
 pub fn engine(cli: &Cli) -> Result<Engine> {
     let driver = crate::image::driver(cli);
-    Engine::open(&cli.root, &cli.runroot, driver)
-        .with_context(|| format!("opening berth's store in {}", cli.root.display()))
+    let mut e = Engine::open(&cli.root, &cli.runroot, driver)
+        .with_context(|| format!("opening berth's store in {}", cli.root.display()))?;
+    e.helpers = helpers(cli);
+    Ok(e)
+}
+
+/// The monitor binary beside this one, and this binary with the same global flags for
+/// the monitor's `internal` calls.
+fn helpers(cli: &Cli) -> Option<berth_engine::Helpers> {
+    let exe = std::env::current_exe().ok()?;
+    let monitor = exe.with_file_name("berth-monitor");
+    let mut berth: Vec<std::ffi::OsString> = vec![
+        exe.into(),
+        "--root".into(),
+        cli.root.clone().into(),
+        "--runroot".into(),
+        cli.runroot.clone().into(),
+    ];
+    if let Some(d) = cli.storage_driver {
+        berth.push("--storage-driver".into());
+        berth.push(
+            match d {
+                crate::StorageDriver::Overlay => "overlay",
+                crate::StorageDriver::Copy => "copy",
+            }
+            .into(),
+        );
+    }
+    Some(berth_engine::Helpers { monitor, berth })
 }
 
 /// docker's size syntax: 256m, 1g, 512k, 1024b, 1024.
@@ -231,7 +279,7 @@ fn ensure_image(cli: &Cli, engine: &Engine, image: &str, policy: PullPolicy) -> 
     Ok(())
 }
 
-pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
+fn run_options(a: &RunArgs) -> Result<RunOptions> {
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -288,23 +336,85 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         labels,
         cgroups_path: String::new(),
     };
-    let engine = engine(cli)?;
-    ensure_image(cli, &engine, &a.image, a.pull)?;
-    let opts = RunOptions {
+    if a.rm && a.restart != "no" {
+        bail!(
+            "--rm and --restart {}: conflicting options (a removed container cannot restart)",
+            a.restart
+        );
+    }
+    if a.tty {
+        bail!("-t/--tty: not supported yet");
+    }
+    let restart = a.restart.parse::<berth_engine::RestartPolicy>()?;
+    let mut life = berth_engine::Life {
+        restart,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        interactive: a.interactive,
+        log_max_files: 1,
+        ..Default::default()
+    };
+    if let Some(s) = &a.stop_signal {
+        if berth_runtime::signal::parse(s).is_none() {
+            bail!("--stop-signal {s:?}: not a signal name or number");
+        }
+    }
+    for o in &a.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => life.log_max_size = parse_size(v)? as u64,
+            Some(("max-file", v)) => {
+                life.log_max_files =
+                    v.parse().ok().filter(|n| *n >= 1).with_context(|| {
+                        format!("--log-opt {o:?}: max-file must be a number >= 1")
+                    })?
+            }
+            _ => bail!("--log-opt {o:?}: expected max-size=SIZE or max-file=N"),
+        }
+    }
+    Ok(RunOptions {
         image: a.image.clone(),
         name: a.name.clone(),
         auto_remove: a.rm,
         spec,
-    };
-    let (_, code) = engine.run_foreground(&opts)?;
-    Ok(code)
+        life,
+    })
+}
+
+pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    let opts = run_options(a)?;
+    let engine = engine(cli)?;
+    ensure_image(cli, &engine, &a.image, a.pull)?;
+    if a.detach {
+        let (c, _) = engine.run(&opts, None)?;
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    let (_, code) = engine.run(
+        &opts,
+        Some(berth_engine::Attach {
+            stdin: a.interactive,
+        }),
+    )?;
+    Ok(code.unwrap_or(0))
+}
+
+/// `create`: the container and its monitor, with the init waiting for `start`.
+pub fn create(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    let opts = run_options(a)?;
+    let engine = engine(cli)?;
+    ensure_image(cli, &engine, &a.image, a.pull)?;
+    let (c, _) = engine.create(&opts)?;
+    let mut m = engine.start_monitor(&c, true, None)?;
+    m.started()?;
+    println!("{}", c.id);
+    Ok(0)
 }
 
 pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let all: Vec<_> = engine(cli)?
         .list()?
         .into_iter()
-        .filter(|c| a.all || c.status == berth_engine::container::Status::Running)
+        .filter(|c| a.all || matches!(c.status, Status::Running | Status::Restarting))
         .collect();
     if a.quiet {
         for c in &all {
@@ -319,11 +429,21 @@ pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|c| {
+            let since = |t: Option<u64>| {
+                crate::image::ago(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.unwrap_or(c.created)),
+                )
+            };
             let status = match (c.status, c.exit_code) {
-                (berth_engine::container::Status::Exited, Some(code)) => format!("Exited ({code})"),
-                (berth_engine::container::Status::Exited, None) => "Exited".into(),
-                (berth_engine::container::Status::Running, _) => "Up".into(),
-                (berth_engine::container::Status::Created, _) => "Created".into(),
+                (Status::Exited, Some(code)) => format!("Exited ({code}) {}", since(c.finished)),
+                (Status::Exited, None) => "Exited".into(),
+                (Status::Running, _) => {
+                    format!("Up {}", since(c.life.started).trim_end_matches(" ago"))
+                }
+                (Status::Restarting, code) => {
+                    format!("Restarting ({}) {}", code.unwrap_or(0), since(c.finished))
+                }
+                (Status::Created, _) => "Created".into(),
             };
             vec![
                 if a.no_trunc {

@@ -39,7 +39,8 @@ pub fn code(e: &anyhow::Error) -> i32 {
             match c {
                 C::Image(i) => return image(i).unwrap_or(1),
                 C::NotFound(_) => return NOT_FOUND,
-                C::NameInUse(..) | C::Running(_) => return CONFLICT,
+                C::NameInUse(..) | C::Running(_) | C::NotRunning(_) => return CONFLICT,
+                C::StartFailed(m) => return berth_engine::lifecycle::start_failure_code(m),
                 _ => {}
             }
         }

@@ -4,6 +4,8 @@
 mod container;
 mod exit;
 mod image;
+mod lifecycle;
+mod logs;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -55,8 +57,25 @@ pub enum StorageDriver {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container from an image (foreground).
+    /// Run a command in a new container from an image.
     Run(Box<container::RunArgs>),
+    /// Create a container (its process waits for `start`).
+    Create(Box<container::RunArgs>),
+    /// Start created or stopped containers.
+    Start(lifecycle::StartArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after the timeout.
+    Stop(lifecycle::StopArgs),
+    /// Stop, then start again.
+    Restart(lifecycle::StopArgs),
+    /// Send a signal to running containers.
+    Kill(lifecycle::KillArgs),
+    /// Wait for containers to exit; print their exit codes.
+    Wait(lifecycle::WaitArgs),
+    /// Print a container's output.
+    Logs(logs::LogsArgs),
+    /// Run by the monitor (not for people).
+    #[command(subcommand, hide = true)]
+    Internal(lifecycle::Internal),
     /// List containers.
     Ps(container::PsArgs),
     /// Remove containers.
@@ -86,14 +105,31 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // The `internal` helpers' stdout and stderr are the container's: nothing of ours
+    // may go there (failures go back on the report fd).
+    let internal = matches!(cli.command, Command::Internal(_));
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if internal {
+                Box::new(std::io::sink())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        })
         .with_max_level(cli.log_level)
         .with_target(false)
         .without_time()
         .init();
     let res = match &cli.command {
         Command::Run(a) => container::run(&cli, a),
+        Command::Create(a) => container::create(&cli, a),
+        Command::Start(a) => lifecycle::start(&cli, a),
+        Command::Stop(a) => lifecycle::stop(&cli, a),
+        Command::Restart(a) => lifecycle::restart(&cli, a),
+        Command::Kill(a) => lifecycle::kill(&cli, a),
+        Command::Wait(a) => lifecycle::wait(&cli, a),
+        Command::Logs(a) => logs::logs(&cli, a),
+        Command::Internal(i) => lifecycle::internal(&cli, i),
         Command::Ps(a) => container::ps(&cli, a),
         Command::Rm(a) => container::rm(&cli, a),
         Command::Pull(a) => image::pull(&cli, a).map(|()| 0),

@@ -1,0 +1,594 @@
+//! Containers after create: started under a monitor, stopped, killed, waited for,
+//! cleaned up after they exit and restarted by policy.
+//!
+//! ```text
+//! start_monitor ─▶ berth-monitor ─▶ `berth internal start`  = start_init:  mount the rootfs
+//!                        │                                    if a reboot took it, runtime
+//!                        │                                    create, record Running + pid
+//!                        │ (reaps the init, logs its output, writes the exit file)
+//!                        └────────▶ `berth internal cleanup` = cleanup: runtime state, rootfs
+//!                                                             mount, record Exited + code,
+//!                                                             --rm, restart policy → delay
+//! stop:   stopped_by_user, stop signal, wait (timeout), SIGKILL, wait for cleanup
+//! ```
+//!
+//! The record is the truth for `ps`; where a monitor died or a reboot emptied the run
+//! root, [`Engine::refresh`](crate::Engine) reads the runtime's state and the exit file.
+
+use crate::container::{Container, ContainerError, Engine, Status};
+use crate::restart::{self, RestartPolicy};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The lifecycle part of a container record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Life {
+    pub restart: RestartPolicy,
+    pub restart_count: u32,
+    /// `berth stop` suspends the restart policy until the next start.
+    pub stopped_by_user: bool,
+    /// Seconds since the epoch of the last start.
+    pub started: Option<u64>,
+    pub pid: Option<i32>,
+    /// `--log-opt max-size` in bytes (0: unlimited) and `max-file`.
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    /// `--stop-signal` (else the image's StopSignal, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` seconds (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `-i` with `-d`: an open, empty stdin.
+    pub interactive: bool,
+    /// Why the last start failed.
+    pub error: Option<String>,
+}
+
+/// How this engine starts monitors: the monitor binary and the `berth` command (with
+/// its global flags) the monitor runs for `internal start` and `internal cleanup`.
+#[derive(Debug, Clone)]
+pub struct Helpers {
+    pub monitor: PathBuf,
+    pub berth: Vec<OsString>,
+}
+
+/// A foreground start: the container's stdin is ours (`-i`), its output comes to our
+/// stdout/stderr as well as the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attach {
+    pub stdin: bool,
+}
+
+/// The line to a monitor this process started.
+pub struct MonitorHandle {
+    /// Read a byte at a time: the lines are few and short, and nothing may sit in a
+    /// buffer while we poll the fd.
+    ready: std::fs::File,
+    id: String,
+}
+
+impl MonitorHandle {
+    fn line(&mut self) -> Result<String, ContainerError> {
+        let mut l = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            match self.ready.read(&mut b) {
+                Ok(0) => break,
+                Ok(_) => {
+                    l.push(b[0]);
+                    if b[0] == b'\n' {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ContainerError::Io {
+                        op: "read from the monitor of",
+                        path: PathBuf::from(&self.id),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(String::from_utf8_lossy(&l).into_owned())
+    }
+
+    /// [`exited`](Self::exited), forwarding the signals this process gets (Ctrl-C,
+    /// SIGTERM, ...) to the container meanwhile, as `docker run` does.
+    pub fn exited_forwarding(&mut self, engine: &Engine, id: &str) -> Result<i32, ContainerError> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let errno = |e: berth_sys::Errno| {
+            io("signals for", id)(std::io::Error::from_raw_os_error(e.raw_os_error()))
+        };
+        let mut set = berth_sys::signal::SigSet::empty();
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            set.add(s);
+        }
+        let old = berth_sys::signal::set_mask(&set).map_err(errno)?;
+        let sigfd = berth_sys::signal::signalfd(&set).map_err(errno)?;
+        let res = loop {
+            let mut fds = [
+                PollFd::new(&self.ready, PollFlags::IN),
+                PollFd::new(&sigfd, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => break Err(io("poll for", id)(e.into())),
+            }
+            if !fds[1].revents().is_empty() {
+                if let Ok(sig) = berth_sys::signal::read_signal(&sigfd) {
+                    let _ = berth_runtime::container::kill(&engine.runtime_root(), id, sig, false);
+                }
+            }
+            if !fds[0].revents().is_empty() {
+                break self.exited();
+            }
+        };
+        let _ = berth_sys::signal::set_mask(&old);
+        res
+    }
+
+    /// Waits for the init to run; its pid.
+    pub fn started(&mut self) -> Result<i32, ContainerError> {
+        let l = self.line()?;
+        if let Some(pid) = l.trim_end().strip_prefix("started ") {
+            return pid
+                .parse()
+                .map_err(|_| ContainerError::StartFailed(format!("monitor said {l:?}")));
+        }
+        let mut rest = String::new();
+        let _ = self.ready.read_to_string(&mut rest);
+        let msg = format!("{}{rest}", l.strip_prefix("error ").unwrap_or(&l));
+        Err(ContainerError::StartFailed(if msg.trim().is_empty() {
+            "the monitor exited without starting the container".into()
+        } else {
+            msg.trim_end().to_string()
+        }))
+    }
+
+    /// Waits for the container's first exit (after cleanup, so `--rm` is done); its code.
+    pub fn exited(&mut self) -> Result<i32, ContainerError> {
+        let l = self.line()?;
+        l.trim_end()
+            .strip_prefix("exited ")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| ContainerError::StartFailed(format!("monitor: {l:?}")))
+    }
+}
+
+fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.into();
+    move |source| ContainerError::Io { op, path, source }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The exit code docker gives a container whose program could not be started: 127 not
+/// found, 126 not executable, 125 anything else.
+pub fn start_failure_code(msg: &str) -> i32 {
+    if msg.contains("No such file or directory") || msg.contains("not found") {
+        127
+    } else if msg.contains("Permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+/// What cleanup decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Done,
+    Restart(Duration),
+}
+
+impl Engine {
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id).join("ctr.log")
+    }
+
+    /// The exit file the monitor writes when it reaps the init: code and time (seconds).
+    pub(crate) fn exit_file(&self, id: &str) -> Option<(i32, u64)> {
+        let s = std::fs::read_to_string(self.dir(id).join("exit")).ok()?;
+        let mut it = s.split_whitespace();
+        let code = it.next()?.parse().ok()?;
+        let nanos: i128 = it.next()?.parse().ok()?;
+        Some((code, (nanos / 1_000_000_000) as u64))
+    }
+
+    fn monitor_pid(&self, id: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir(id).join("monitor.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // Ours only if it still monitors this container (pids are reused).
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let id_arg = cmdline.split(|&b| b == 0).any(|a| a == id.as_bytes());
+        id_arg.then_some(pid)
+    }
+
+    /// Starts a monitor for `c`, which runs (or with `create_only`, creates) the
+    /// container. Read [`MonitorHandle::started`] for the outcome.
+    pub fn start_monitor(
+        &self,
+        c: &Container,
+        create_only: bool,
+        attach: Option<Attach>,
+    ) -> Result<MonitorHandle, ContainerError> {
+        let h = self
+            .helpers
+            .as_ref()
+            .ok_or_else(|| ContainerError::StartFailed("no monitor configured".into()))?;
+        let dir = self.dir(&c.id);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let log = self.log_path(&c.id);
+        if let Some(p) = log.parent() {
+            std::fs::create_dir_all(p).map_err(io("create", p))?;
+        }
+        let _ = std::fs::remove_file(dir.join("exit"));
+        let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io("pipe for", &dir)(e.into()))?;
+        // The monitor finds its end by number, so it must survive exec; this process
+        // has no threads that could spawn anything else meanwhile.
+        berth_sys::fd::clear_cloexec(std::os::fd::AsRawFd::as_raw_fd(&ready_w)).map_err(|e| {
+            io("pipe for", &dir)(std::io::Error::from_raw_os_error(e.raw_os_error()))
+        })?;
+        let mut cmd = std::process::Command::new(&h.monitor);
+        cmd.arg("--id")
+            .arg(&c.id)
+            .arg("--log")
+            .arg(&log)
+            .arg("--exit-file")
+            .arg(dir.join("exit"))
+            .arg("--pid-file")
+            .arg(dir.join("monitor.pid"))
+            .arg("--max-size")
+            .arg(c.life.log_max_size.to_string())
+            .arg("--max-files")
+            .arg(c.life.log_max_files.max(1).to_string())
+            .arg("--ready-fd")
+            .arg(std::os::fd::AsRawFd::as_raw_fd(&ready_w).to_string());
+        if create_only {
+            cmd.arg("--create-only");
+        }
+        use std::process::Stdio;
+        match attach {
+            Some(a) => {
+                cmd.arg("--tee");
+                if a.stdin {
+                    cmd.args(["--stdin", "inherit"]);
+                } else {
+                    cmd.stdin(Stdio::null());
+                }
+            }
+            None => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if c.life.interactive {
+                    cmd.args(["--stdin", "pipe"]);
+                }
+            }
+        }
+        cmd.arg("--").args(&h.berth);
+        // The monitor forks once and its first process exits at once.
+        let status = cmd.status().map_err(io("start the monitor", &h.monitor))?;
+        drop(ready_w);
+        if !status.success() {
+            return Err(ContainerError::StartFailed(format!(
+                "the monitor {} failed: {status}",
+                h.monitor.display()
+            )));
+        }
+        Ok(MonitorHandle {
+            ready: std::fs::File::from(ready_r),
+            id: c.id.clone(),
+        })
+    }
+
+    /// `internal start`, in the helper the monitor runs with the container's stdio:
+    /// creates the container in this process and returns the init's pid. On failure the
+    /// record says so and nothing of the attempt is left.
+    pub fn start_init(
+        &self,
+        id: &str,
+        create_only: bool,
+        restart: bool,
+    ) -> Result<i32, ContainerError> {
+        let c = self
+            .raw(id)?
+            .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        if restart && c.life.stopped_by_user {
+            self.update(id, |c| c.status = Status::Exited)?;
+            return Err(ContainerError::StartFailed(
+                "restart cancelled: the container was stopped".into(),
+            ));
+        }
+        match self.start_init_inner(&c, create_only) {
+            Ok(pid) => {
+                self.update(id, |c| {
+                    c.status = if create_only {
+                        Status::Created
+                    } else {
+                        Status::Running
+                    };
+                    c.life.pid = Some(pid);
+                    c.life.started = Some(now());
+                    c.life.error = None;
+                    c.exit_code = None;
+                    c.finished = None;
+                    if !restart {
+                        c.life.stopped_by_user = false;
+                        c.life.restart_count = 0;
+                    }
+                })?;
+                Ok(pid)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = self.release_run_resources(&c);
+                let _ = self.update(id, |c| {
+                    c.status = Status::Exited;
+                    c.exit_code = Some(start_failure_code(&msg));
+                    c.finished = Some(now());
+                    c.life.error = Some(msg.clone());
+                    c.life.pid = None;
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn start_init_inner(&self, c: &Container, create_only: bool) -> Result<i32, ContainerError> {
+        let rt = self.runtime_root();
+        if berth_runtime::state::dir(&rt, &c.id).exists() {
+            berth_runtime::container::delete(&rt, &c.id, true)?;
+        }
+        self.mount_rootfs(&c.id)?;
+        let opts = berth_runtime::container::CreateOptions {
+            root: rt,
+            id: c.id.clone(),
+            bundle: self.dir(&c.id),
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            preserve_fds: 0,
+            launch: if create_only {
+                berth_runtime::container::Launch::Create
+            } else {
+                berth_runtime::container::Launch::RunDetached
+            },
+        };
+        match berth_runtime::container::create(&opts)? {
+            berth_runtime::container::Outcome::Started { pid } => Ok(pid),
+            berth_runtime::container::Outcome::Exited { code } => Ok(-code),
+        }
+    }
+
+    /// Mounts the writable snapshot at the bundle's rootfs unless it is there (a reboot
+    /// empties the run root).
+    pub(crate) fn mount_rootfs(&self, id: &str) -> Result<(), ContainerError> {
+        let rootfs = self.dir(id).join("rootfs");
+        std::fs::create_dir_all(&rootfs).map_err(io("create", &rootfs))?;
+        if is_mountpoint(&rootfs) {
+            return Ok(());
+        }
+        let m = self.images.snapshots.mounts(id)?;
+        crate::container::mount_snapshot(&m, &rootfs)
+    }
+
+    /// What one run holds that the next start makes again: the runtime's state (and
+    /// cgroup), the rootfs mount.
+    fn release_run_resources(&self, c: &Container) -> Result<(), ContainerError> {
+        let rt = self.runtime_root();
+        let mut first = None;
+        if berth_runtime::state::dir(&rt, &c.id).exists() {
+            if let Err(e) = berth_runtime::container::delete(&rt, &c.id, true) {
+                first.get_or_insert(ContainerError::from(e));
+            }
+        }
+        let _ = rustix::mount::unmount(
+            &self.dir(&c.id).join("rootfs"),
+            rustix::mount::UnmountFlags::DETACH,
+        );
+        first.map_or(Ok(()), Err)
+    }
+
+    /// `internal cleanup`, run by the monitor once the init is reaped: releases the
+    /// run's resources, records the exit, removes an `--rm` container, and applies the
+    /// restart policy.
+    pub fn cleanup(&self, id: &str, code: i32) -> Result<Next, ContainerError> {
+        let Some(c) = self.raw(id)? else {
+            return Ok(Next::Done);
+        };
+        let released = self.release_run_resources(&c);
+        if c.auto_remove {
+            self.remove(id, true)?;
+            return released.map(|_| Next::Done);
+        }
+        let ran = c.life.started.map_or(0, |s| now().saturating_sub(s));
+        let count = if ran >= restart::STABLE_RUN.as_secs() {
+            0
+        } else {
+            c.life.restart_count
+        };
+        let again = restart::should_restart(c.life.restart, code, count, c.life.stopped_by_user);
+        self.update(id, |c| {
+            c.exit_code = Some(code);
+            c.finished = Some(now());
+            c.life.pid = None;
+            if again {
+                c.status = Status::Restarting;
+                c.life.restart_count = count + 1;
+            } else {
+                c.status = Status::Exited;
+            }
+        })?;
+        released?;
+        Ok(if again {
+            Next::Restart(restart::backoff(count))
+        } else {
+            Next::Done
+        })
+    }
+
+    /// `start`: a created container's init is released; an exited one gets a new monitor.
+    pub fn start(
+        &self,
+        key: &str,
+        attach: Option<Attach>,
+    ) -> Result<(Container, Option<MonitorHandle>), ContainerError> {
+        let c = self.find(key)?;
+        match c.status {
+            Status::Running | Status::Restarting => Ok((c, None)),
+            Status::Created if self.init_waiting(&c.id) => {
+                berth_runtime::container::start(&self.runtime_root(), &c.id)?;
+                self.update(&c.id, |c| {
+                    c.status = Status::Running;
+                    c.life.started = Some(now());
+                })?;
+                let c = self.find(&c.id)?;
+                Ok((c, None))
+            }
+            _ => {
+                self.update(&c.id, |c| c.life.stopped_by_user = false)?;
+                let mut m = self.start_monitor(&c, false, attach)?;
+                m.started()?;
+                let c = self.find(&c.id)?;
+                Ok((c, Some(m)))
+            }
+        }
+    }
+
+    fn init_waiting(&self, id: &str) -> bool {
+        berth_runtime::state::ContainerState::load(&self.runtime_root(), id)
+            .map(|s| s.status() == berth_runtime::state::Status::Created)
+            .unwrap_or(false)
+    }
+
+    /// `kill -s SIGNAL`.
+    pub fn kill(&self, key: &str, signal: i32) -> Result<Container, ContainerError> {
+        let c = self.find(key)?;
+        if !matches!(c.status, Status::Running | Status::Created) {
+            return Err(ContainerError::NotRunning(c.name));
+        }
+        berth_runtime::container::kill(&self.runtime_root(), &c.id, signal, false)?;
+        Ok(c)
+    }
+
+    /// `stop`: the stop signal, up to `timeout` for the container to exit, then SIGKILL;
+    /// returns once the monitor has cleaned up. Suspends the restart policy.
+    pub fn stop(&self, key: &str, timeout: Option<Duration>) -> Result<Container, ContainerError> {
+        let c = self.find(key)?;
+        self.update(&c.id, |c| c.life.stopped_by_user = true)?;
+        match c.status {
+            Status::Running | Status::Created => {}
+            Status::Restarting => {
+                self.update(&c.id, |c| c.status = Status::Exited)?;
+                return self.find(&c.id);
+            }
+            Status::Exited => return Ok(c),
+        }
+        let timeout = timeout
+            .or(c.life.stop_timeout.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(10));
+        let sig = c
+            .life
+            .stop_signal
+            .as_deref()
+            .and_then(berth_runtime::signal::parse)
+            .unwrap_or(libc::SIGTERM);
+        let rt = self.runtime_root();
+        let _ = berth_runtime::container::kill(&rt, &c.id, sig, false);
+        if !self.wait_init_gone(&c.id, timeout) {
+            let _ = berth_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
+            self.wait_init_gone(&c.id, Duration::from_secs(10));
+        }
+        self.wait_cleaned(&c.id, Duration::from_secs(10))?;
+        match self.raw(&c.id)? {
+            Some(c) => Ok(self.refresh(c)),
+            None => Ok(c),
+        }
+    }
+
+    fn wait_init_gone(&self, id: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let alive = berth_runtime::state::ContainerState::load(&self.runtime_root(), id)
+                .map(|s| s.init_alive())
+                .unwrap_or(false);
+            if !alive {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the record no longer says running (the monitor's cleanup ran). A
+    /// monitor that is gone cannot clean up: do it here.
+    pub(crate) fn wait_cleaned(&self, id: &str, timeout: Duration) -> Result<(), ContainerError> {
+        let end = Instant::now() + timeout;
+        loop {
+            let Some(c) = self.raw(id)? else {
+                return Ok(());
+            };
+            if !matches!(c.status, Status::Running | Status::Created) || self.init_waiting(id) {
+                return Ok(());
+            }
+            if self.monitor_pid(id).is_none() || Instant::now() >= end {
+                let code = self.exit_file(id).map_or(137, |(c, _)| c);
+                self.cleanup(id, code)?;
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `wait`: blocks until the container is exited (not restarting); its exit code.
+    pub fn wait(&self, key: &str) -> Result<i32, ContainerError> {
+        let c = self.find(key)?;
+        loop {
+            let Some(now) = self.raw(&c.id)? else {
+                // Removed (`--rm`): the monitor's exit file went with it.
+                return Ok(c.exit_code.unwrap_or(0));
+            };
+            let now = self.refresh(now);
+            if now.status == Status::Exited {
+                if self.monitor_pid(&c.id).is_none()
+                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited)
+                {
+                    return Ok(now.exit_code.unwrap_or(-1));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn is_mountpoint(p: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = p.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == p))
+}
