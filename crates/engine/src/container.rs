@@ -9,7 +9,7 @@ use berth_store::{StoreError, Table};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const CONTAINERS: Table = Table::new("containers");
+pub(crate) const CONTAINERS: Table = Table::new("containers");
 const NAMES: Table = Table::new("container_names");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct Container {
     pub auto_remove: bool,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// Volumes it mounts: `volume rm` refuses them, `rm -v` removes the anonymous ones.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub enum ContainerError {
     Runtime(#[from] berth_runtime::Error),
     #[error(transparent)]
     Snapshot(#[from] berth_image::snapshot::SnapshotError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("the name {0:?} is already in use by container {1}")]
     NameInUse(String, String),
     #[error("container {0:?} not found")]
@@ -76,6 +81,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 
 pub struct Engine {
     pub images: Images,
+    pub volumes: crate::volume::Volumes,
     pub runroot: PathBuf,
 }
 
@@ -85,6 +91,8 @@ pub struct RunOptions {
     pub name: Option<String>,
     pub auto_remove: bool,
     pub spec: SpecOptions,
+    /// -v, --mount, --tmpfs (volumes are made and mounts resolved at create).
+    pub mounts: Vec<crate::mounts::MountRequest>,
 }
 
 fn now() -> u64 {
@@ -116,6 +124,7 @@ impl Engine {
     ) -> Result<Engine, ContainerError> {
         Ok(Engine {
             images: Images::open(root, driver)?,
+            volumes: crate::volume::Volumes::open(root),
             runroot: runroot.to_path_buf(),
         })
     }
@@ -203,6 +212,7 @@ impl Engine {
             finished: None,
             auto_remove: o.auto_remove,
             labels: o.spec.labels.clone(),
+            volumes: vec![],
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {
@@ -215,7 +225,9 @@ impl Engine {
         match self.make(&rec, &image, o) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let _ = self.remove(&id, true);
+                if let Ok(c) = self.remove(&id, true) {
+                    let _ = self.remove_anonymous_volumes(&c);
+                }
                 Err(e)
             }
         }
@@ -242,6 +254,8 @@ impl Engine {
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| io("parse image config", &rootfs)(std::io::Error::other(e)))?;
         let mut so = o.spec.clone();
+        let attached = self.attach_volumes(&rec.id, &config, &rootfs, &o.mounts)?;
+        so.mounts.extend(attached.mounts);
         if so.hostname.is_empty() {
             so.hostname = rec.id[..12].to_string();
         }
@@ -257,6 +271,7 @@ impl Engine {
         )
         .map_err(io("write", &path))?;
         let mut rec = rec.clone();
+        rec.volumes = attached.volumes;
         rec.command = spec["process"]["args"]
             .as_array()
             .map(|a| {
@@ -294,6 +309,7 @@ impl Engine {
     /// forwarded; returns the exit code (128+N for a signal).
     pub fn run_foreground(&self, o: &RunOptions) -> Result<(Container, i32), ContainerError> {
         let (rec, bundle) = self.create(o)?;
+        self.ensure_mounted(&rec)?;
         self.set_status(&rec.id, Status::Running, None)?;
         let opts = berth_runtime::container::CreateOptions {
             root: self.runtime_root(),
@@ -312,14 +328,17 @@ impl Engine {
             Err(e) => {
                 let _ = self.set_status(&rec.id, Status::Exited, None);
                 if o.auto_remove {
-                    let _ = self.remove(&rec.id, true);
+                    if let Ok(c) = self.remove(&rec.id, true) {
+                        let _ = self.remove_anonymous_volumes(&c);
+                    }
                 }
                 return Err(e.into());
             }
         };
         self.set_status(&rec.id, Status::Exited, Some(code))?;
         if o.auto_remove {
-            self.remove(&rec.id, true)?;
+            let c = self.remove(&rec.id, true)?;
+            self.remove_anonymous_volumes(&c)?;
         }
         Ok((rec, code))
     }

@@ -8,7 +8,12 @@
 //! (record, snapshot, bundle and runtime state gone).
 
 pub mod container;
+mod container_volumes;
+pub mod copy_up;
+pub mod mounts;
 pub mod spec;
 pub mod user;
+pub mod volume;
 
 pub use container::{Container, ContainerError, Engine, RunOptions};
+pub use container_volumes::Attached;

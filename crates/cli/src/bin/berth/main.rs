@@ -5,6 +5,7 @@ mod container;
 mod exit;
 mod image;
 mod progress;
+mod volume;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Command {
     Login(image::LoginArgs),
     /// Remove stored credentials for a registry.
     Logout(image::LogoutArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 fn main() {
@@ -106,6 +110,7 @@ fn main() {
         Command::Load(a) => image::load(&cli, a).map(|()| 0),
         Command::Login(a) => image::login(&cli, a).map(|()| 0),
         Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
+        Command::Volume(c) => volume::volume(&cli, c),
     };
     match res {
         Ok(code) => std::process::exit(code),
