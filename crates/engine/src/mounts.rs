@@ -321,8 +321,13 @@ fn mount_fields<'a>(m: &str, fields: &'a [String]) -> Result<MountRequest, Mount
             "volume-opt" => {
                 match need(v)?.split_once('=') {
                     Some(("size", s)) => {
-                        size = Some(parse_size(s).ok_or_else(|| {
-                            invalid(F, m, format!("volume-opt size={s:?}: not a size"))
+                        let min = crate::volume::MIN_SIZE;
+                        size = Some(parse_size(s).filter(|n| *n >= min).ok_or_else(|| {
+                            invalid(
+                                F,
+                                m,
+                                format!("volume-opt size={s:?}: a size of at least {min} bytes"),
+                            )
                         })?)
                     }
                     _ => return Err(invalid(F, m, "volume-opt: only size=SIZE")),
