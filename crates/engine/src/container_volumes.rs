@@ -33,9 +33,7 @@ struct Planned {
 fn image_volumes(image: &ImageConfig, requests: &[MountRequest]) -> Vec<MountRequest> {
     let mut out = vec![];
     for p in image.config.volumes.iter().flat_map(|v| v.keys()) {
-        let Ok(MountRequest::Volume { target, .. }) =
-            crate::mounts::parse(std::slice::from_ref(p), &[], &[]).map(|mut r| r.remove(0))
-        else {
+        let Ok(target) = crate::mounts::target("image Volumes", p, p) else {
             tracing::warn!("image volume {p:?} is not an absolute container path; skipped");
             continue;
         };

@@ -375,6 +375,8 @@ mod tests {
             .expect("chmod");
         std::fs::hard_link(d.join("sub/f"), d.join("hl")).expect("link");
         std::os::unix::fs::symlink("/etc/hostname", d.join("abs")).expect("symlink");
+        let f = std::fs::File::open(d.join("sub/f")).expect("open");
+        let xattr = fs::fsetxattr(&f, "user.berth", b"kept", fs::XattrFlags::empty());
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).expect("chmod");
         let c = copy_up(root.path(), "/data", vol.path()).expect("copy");
         assert_eq!(c.bytes, 5);
@@ -396,6 +398,13 @@ mod tests {
             std::fs::read_link(v.join("abs")).expect("link"),
             Path::new("/etc/hostname")
         );
+        // Where the test's filesystem has user xattrs, they are copied.
+        if xattr.is_ok() {
+            let f = std::fs::File::open(v.join("sub/f")).expect("open");
+            let mut buf = [0u8; 16];
+            let n = fs::fgetxattr(&f, "user.berth", &mut buf[..]).expect("xattr copied");
+            assert_eq!(&buf[..n], b"kept");
+        }
         // Nothing there: nothing copied, no error.
         let empty = tempfile::tempdir().expect("tempdir");
         assert_eq!(

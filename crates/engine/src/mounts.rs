@@ -99,7 +99,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 /// An absolute container path, cleaned (`//`, `.` and a trailing `/` dropped). `..` is
 /// refused rather than resolved: the runtime resolves the path inside the rootfs, where
 /// `..` would mean something else than it appears to.
-fn target(flag: &'static str, value: &str, t: &str) -> Result<String, MountError> {
+pub(crate) fn target(flag: &'static str, value: &str, t: &str) -> Result<String, MountError> {
     if !t.starts_with('/') {
         return Err(invalid(flag, value, "the container path must be absolute"));
     }
@@ -514,7 +514,7 @@ mod tests {
     #[test]
     fn mount_flag_forms() {
         assert_eq!(
-            one(&[], &["type=volume,src=v1,dst=/d,volume-nocopy,volume-label=a=b,\"volume-opt=size=1m\",readonly=true"], &[])
+            one(&[], &["type=volume,src=v1,dst=/d,volume-nocopy,volume-label=a=b,\"volume-opt=size=4m\",readonly=true"], &[])
                 .expect("volume"),
             MountRequest::Volume {
                 name: Some("v1".into()),
@@ -522,7 +522,7 @@ mod tests {
                 readonly: true,
                 nocopy: true,
                 labels: [("a".to_string(), "b".to_string())].into(),
-                size: Some(1 << 20)
+                size: Some(4 << 20)
             }
         );
         assert_eq!(
