@@ -150,7 +150,7 @@ fn names_ps_rm_and_bad_input() {
     assert_ne!(h.berth(&["rm", "keep"]).code, 0);
     for bad in [
         vec!["-m", "10x"],
-        vec!["-v", "relative:/x"],
+        vec!["-v", "./relative:/x"],
         vec!["--network", "bridge9"],
         vec!["--cap-add", "NOPE"],
     ] {

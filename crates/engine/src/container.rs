@@ -9,7 +9,7 @@ use berth_store::{StoreError, Table};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const CONTAINERS: Table = Table::new("containers");
+pub(crate) const CONTAINERS: Table = Table::new("containers");
 const NAMES: Table = Table::new("container_names");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct Container {
     pub labels: Vec<(String, String)>,
     #[serde(flatten)]
     pub life: crate::lifecycle::Life,
+    /// Volumes it mounts: `volume rm` refuses them, `rm -v` removes the anonymous ones.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,8 @@ pub enum ContainerError {
     Runtime(#[from] berth_runtime::Error),
     #[error(transparent)]
     Snapshot(#[from] berth_image::snapshot::SnapshotError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("the name {0:?} is already in use by container {1}")]
     NameInUse(String, String),
     #[error("container {0:?} not found")]
@@ -85,6 +90,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 pub struct Engine {
     pub images: Images,
     pub root: PathBuf,
+    pub volumes: crate::volume::Volumes,
     pub runroot: PathBuf,
     /// How to start monitors (`run -d`, `create`, `start`); see [`crate::lifecycle`].
     pub helpers: Option<crate::lifecycle::Helpers>,
@@ -97,6 +103,8 @@ pub struct RunOptions {
     pub auto_remove: bool,
     pub spec: SpecOptions,
     pub life: crate::lifecycle::Life,
+    /// -v, --mount, --tmpfs (volumes are made and mounts resolved at create).
+    pub mounts: Vec<crate::mounts::MountRequest>,
 }
 
 fn now() -> u64 {
@@ -129,6 +137,7 @@ impl Engine {
         Ok(Engine {
             images: Images::open(root, driver)?,
             root: root.to_path_buf(),
+            volumes: crate::volume::Volumes::open(root),
             runroot: runroot.to_path_buf(),
             helpers: None,
         })
@@ -250,6 +259,7 @@ impl Engine {
             auto_remove: o.auto_remove,
             labels: o.spec.labels.clone(),
             life: o.life.clone(),
+            volumes: vec![],
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {
@@ -262,7 +272,9 @@ impl Engine {
         match self.make(&rec, &image, o) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let _ = self.remove(&id, true);
+                if let Ok(c) = self.remove(&id, true) {
+                    let _ = self.remove_anonymous_volumes(&c);
+                }
                 Err(e)
             }
         }
@@ -289,6 +301,8 @@ impl Engine {
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| io("parse image config", &rootfs)(std::io::Error::other(e)))?;
         let mut so = o.spec.clone();
+        let attached = self.attach_volumes(&rec.id, &config, &rootfs, &o.mounts)?;
+        so.mounts.extend(attached.mounts);
         if so.hostname.is_empty() {
             so.hostname = rec.id[..12].to_string();
         }
@@ -304,6 +318,7 @@ impl Engine {
         )
         .map_err(io("write", &path))?;
         let mut rec = rec.clone();
+        rec.volumes = attached.volumes;
         rec.command = spec["process"]["args"]
             .as_array()
             .map(|a| {
@@ -316,25 +331,6 @@ impl Engine {
             .meta
             .write(|tx| tx.put(CONTAINERS, &rec.id, &rec))?;
         Ok((rec, dir))
-    }
-
-    pub(crate) fn set_status(
-        &self,
-        id: &str,
-        status: Status,
-        exit_code: Option<i32>,
-    ) -> Result<(), ContainerError> {
-        self.images.meta.write(|tx| {
-            if let Some(mut c) = tx.get::<Container>(CONTAINERS, id)? {
-                c.status = status;
-                if status == Status::Exited {
-                    c.exit_code = exit_code;
-                    c.finished = Some(now());
-                }
-                tx.put(CONTAINERS, id, &c)?;
-            }
-            Ok::<_, ContainerError>(())
-        })
     }
 
     /// `run`: create, then start under a monitor. Detached (`attach` None) it returns
@@ -354,7 +350,9 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 if o.auto_remove {
-                    let _ = self.remove(&rec.id, true);
+                    if let Ok(c) = self.remove(&rec.id, true) {
+                        let _ = self.remove_anonymous_volumes(&c);
+                    }
                 }
                 return Err(e);
             }
@@ -364,40 +362,6 @@ impl Engine {
         }
         let code = m.exited_forwarding(self, &rec.id)?;
         Ok((rec, Some(code)))
-    }
-
-    /// `run` in the foreground: the container's stdio is this process's; signals are
-    /// forwarded; returns the exit code (128+N for a signal).
-    pub fn run_foreground(&self, o: &RunOptions) -> Result<(Container, i32), ContainerError> {
-        let (rec, bundle) = self.create(o)?;
-        self.set_status(&rec.id, Status::Running, None)?;
-        let opts = berth_runtime::container::CreateOptions {
-            root: self.runtime_root(),
-            id: rec.id.clone(),
-            bundle,
-            pid_file: None,
-            console_socket: None,
-            no_pivot: false,
-            preserve_fds: 0,
-            launch: berth_runtime::container::Launch::RunForeground,
-        };
-        let res = berth_runtime::container::create(&opts);
-        let code = match res {
-            Ok(berth_runtime::container::Outcome::Exited { code }) => code,
-            Ok(berth_runtime::container::Outcome::Started { .. }) => 0,
-            Err(e) => {
-                let _ = self.set_status(&rec.id, Status::Exited, None);
-                if o.auto_remove {
-                    let _ = self.remove(&rec.id, true);
-                }
-                return Err(e.into());
-            }
-        };
-        self.set_status(&rec.id, Status::Exited, Some(code))?;
-        if o.auto_remove {
-            self.remove(&rec.id, true)?;
-        }
-        Ok((rec, code))
     }
 
     /// Removes a container: its runtime state (killing it with `force`), rootfs mount,

@@ -8,11 +8,16 @@
 //! (record, snapshot, bundle and runtime state gone).
 
 pub mod container;
+mod container_volumes;
+pub mod copy_up;
 pub mod lifecycle;
+pub mod mounts;
 pub mod restart;
 pub mod spec;
 pub mod user;
+pub mod volume;
 
 pub use container::{Container, ContainerError, Engine, RunOptions, Status};
+pub use container_volumes::Attached;
 pub use lifecycle::{Attach, Helpers, Life, Next};
 pub use restart::RestartPolicy;

@@ -361,6 +361,7 @@ impl Engine {
             berth_runtime::container::delete(&rt, &c.id, true)?;
         }
         self.mount_rootfs(&c.id)?;
+        self.ensure_mounted(c)?;
         let opts = berth_runtime::container::CreateOptions {
             root: rt,
             id: c.id.clone(),
@@ -419,7 +420,8 @@ impl Engine {
         };
         let released = self.release_run_resources(&c);
         if c.auto_remove {
-            self.remove(id, true)?;
+            let c = self.remove(id, true)?;
+            self.remove_anonymous_volumes(&c)?;
             return released.map(|_| Next::Done);
         }
         let ran = c.life.started.map_or(0, |s| now().saturating_sub(s));

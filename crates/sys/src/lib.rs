@@ -1,5 +1,5 @@
 //! The only crate in berth with `unsafe`: raw syscalls that rustix does not wrap
-//! (clone, mount_setattr, close_range, capset by number, signalfd, bpf) and the
+//! (clone, mount_setattr, close_range, capset by number, signalfd, bpf, loop devices) and the
 //! argv/envp arrays execve needs. Every function here is async-signal-safe unless its
 //! doc says otherwise, because the runtime calls them between clone and exec.
 #![allow(unsafe_code)]
@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod caps;
 pub mod exec;
 pub mod fd;
+pub mod loopdev;
 pub mod mount;
 pub mod process;
 pub mod signal;

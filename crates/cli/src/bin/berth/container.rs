@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use berth_engine::spec::{NetworkMode, SpecOptions};
 use berth_engine::{Engine, RunOptions, Status};
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
 #[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -88,9 +87,14 @@ pub struct RunArgs {
     security_opt: Vec<String>,
     #[arg(long)]
     privileged: bool,
-    /// Bind mount: HOST:CONTAINER[:ro].
+    /// HOST-PATH:CONTAINER-PATH[:OPTS] (bind), VOLUME:CONTAINER-PATH[:OPTS] (named
+    /// volume, created on first use) or CONTAINER-PATH (anonymous volume); OPTS: ro, rw,
+    /// nocopy, z, Z, [r]shared, [r]slave, [r]private.
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=..,target=..,readonly,... (docker's keys).
+    #[arg(long)]
+    mount: Vec<String>,
     /// tmpfs mount: CONTAINER[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -121,6 +125,9 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short, long)]
     force: bool,
+    /// Also remove the container's anonymous volumes.
+    #[arg(short, long)]
+    volumes: bool,
 }
 
 pub fn engine(cli: &Cli) -> Result<Engine> {
@@ -209,49 +216,6 @@ fn env_list(a: &RunArgs) -> Result<Vec<String>> {
         .collect())
 }
 
-fn mounts(a: &RunArgs) -> Result<Vec<serde_json::Value>> {
-    let mut out = vec![];
-    for v in &a.volume {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => bail!("-v {v:?}: expected HOST:CONTAINER[:ro]"),
-        };
-        if !src.starts_with('/') {
-            bail!("-v {v:?}: named volumes are not supported yet; give an absolute host path");
-        }
-        if !dst.starts_with('/') {
-            bail!("-v {v:?}: the container path must be absolute");
-        }
-        std::fs::metadata(src).with_context(|| format!("-v {v:?}: host path {src}"))?;
-        let mut options = vec!["rbind".to_string()];
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o {
-                "ro" | "rw" => options.push(o.into()),
-                _ => bail!("-v {v:?}: unknown option {o:?} (ro, rw)"),
-            }
-        }
-        out.push(json!({"destination": dst, "type": "bind", "source": src, "options": options}));
-    }
-    for t in &a.tmpfs {
-        let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        if !dst.starts_with('/') {
-            bail!("--tmpfs {t:?}: the container path must be absolute");
-        }
-        let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into()];
-        options.extend(
-            opts.split(',')
-                .filter(|o| !o.is_empty())
-                .map(str::to_string),
-        );
-        out.push(
-            json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}),
-        );
-    }
-    Ok(out)
-}
-
 fn ensure_image(cli: &Cli, engine: &Engine, image: &str, policy: PullPolicy) -> Result<()> {
     let have = engine.images.find(image).is_ok();
     let pull = match policy {
@@ -280,6 +244,7 @@ fn ensure_image(cli: &Cli, engine: &Engine, image: &str, policy: PullPolicy) -> 
 }
 
 fn run_options(a: &RunArgs) -> Result<RunOptions> {
+    let mounts = berth_engine::mounts::parse(&a.volume, &a.mount, &a.tmpfs)?;
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -332,7 +297,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         cpu_shares: a.cpu_shares,
         cpuset_cpus: a.cpuset_cpus.clone(),
         pids_limit: a.pids_limit,
-        mounts: mounts(a)?,
+        mounts: vec![],
         labels,
         cgroups_path: String::new(),
     };
@@ -377,6 +342,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         auto_remove: a.rm,
         spec,
         life,
+        mounts,
     })
 }
 
@@ -479,8 +445,11 @@ pub fn rm(cli: &Cli, a: &RmArgs) -> Result<i32> {
     let engine = engine(cli)?;
     let mut failed = None;
     for c in &a.containers {
-        match engine.remove(c, a.force) {
-            Ok(_) => println!("{c}"),
+        match engine.remove(c, a.force).and_then(|r| match a.volumes {
+            true => engine.remove_anonymous_volumes(&r).map(drop),
+            false => Ok(()),
+        }) {
+            Ok(()) => println!("{c}"),
             Err(e) => {
                 eprintln!("berth: {e}");
                 failed = Some(e);

@@ -3,9 +3,11 @@
 //! or failing, 6 conflict (in use), 7 bad content (digest mismatch, hostile layer, bad
 //! manifest).
 
+use berth_engine::volume::VolumeError;
 use berth_image::images::ImageError;
 use berth_image::pull::PullError;
 
+pub const USAGE: i32 = 2;
 pub const NOT_FOUND: i32 = 3;
 pub const AUTH: i32 = 4;
 pub const REGISTRY: i32 = 5;
@@ -17,6 +19,15 @@ fn image(e: &ImageError) -> Option<i32> {
         ImageError::NotFound(_) | ImageError::Ambiguous(_) => NOT_FOUND,
         ImageError::InUse { .. } | ImageError::ManyNames { .. } => CONFLICT,
         ImageError::Content(_) => CONTENT,
+        _ => return None,
+    })
+}
+
+fn volume(e: &VolumeError) -> Option<i32> {
+    Some(match e {
+        VolumeError::NotFound(_) => NOT_FOUND,
+        VolumeError::Exists(_) | VolumeError::InUse { .. } => CONFLICT,
+        VolumeError::BadName(_) | VolumeError::TooSmall { .. } => USAGE,
         _ => return None,
     })
 }
@@ -41,7 +52,16 @@ pub fn code(e: &anyhow::Error) -> i32 {
                 C::NotFound(_) => return NOT_FOUND,
                 C::NameInUse(..) | C::Running(_) | C::NotRunning(_) => return CONFLICT,
                 C::StartFailed(m) => return berth_engine::lifecycle::start_failure_code(m),
+                C::Volume(v) => return volume(v).unwrap_or(1),
                 _ => {}
+            }
+        }
+        if cause.is::<berth_engine::mounts::MountError>() || cause.is::<crate::volume::Usage>() {
+            return USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<VolumeError>() {
+            if let Some(c) = volume(e) {
+                return c;
             }
         }
         if let Some(e) = cause.downcast_ref::<ImageError>() {

@@ -7,6 +7,7 @@ mod image;
 mod lifecycle;
 mod logs;
 mod progress;
+mod volume;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -101,6 +102,9 @@ enum Command {
     Login(image::LoginArgs),
     /// Remove stored credentials for a registry.
     Logout(image::LogoutArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 fn main() {
@@ -142,6 +146,7 @@ fn main() {
         Command::Load(a) => image::load(&cli, a).map(|()| 0),
         Command::Login(a) => image::login(&cli, a).map(|()| 0),
         Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
+        Command::Volume(c) => volume::volume(&cli, c),
     };
     match res {
         Ok(code) => std::process::exit(code),
