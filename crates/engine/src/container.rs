@@ -36,6 +36,14 @@ pub struct Container {
     pub auto_remove: bool,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// `none`, `host` or a network's name (see `network.rs`).
+    #[serde(default)]
+    pub network: crate::network::NetworkMode,
+    /// Published ports, host ports resolved at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<berth_network::PortMapping>,
+    #[serde(default)]
+    pub hostname: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +58,8 @@ pub enum ContainerError {
     Runtime(#[from] berth_runtime::Error),
     #[error(transparent)]
     Snapshot(#[from] berth_image::snapshot::SnapshotError),
+    #[error(transparent)]
+    Network(#[from] crate::network::ContainerNetworkError),
     #[error("the name {0:?} is already in use by container {1}")]
     NameInUse(String, String),
     #[error("container {0:?} not found")]
@@ -77,6 +87,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 pub struct Engine {
     pub images: Images,
     pub runroot: PathBuf,
+    pub network: berth_network::NetworkConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,6 +128,7 @@ impl Engine {
         Ok(Engine {
             images: Images::open(root, driver)?,
             runroot: runroot.to_path_buf(),
+            network: berth_network::NetworkConfig::new(root, runroot),
         })
     }
 
@@ -203,6 +215,13 @@ impl Engine {
             finished: None,
             auto_remove: o.auto_remove,
             labels: o.spec.labels.clone(),
+            network: o.spec.network.clone(),
+            ports: vec![],
+            hostname: if o.spec.hostname.is_empty() {
+                id[..12].to_string()
+            } else {
+                o.spec.hostname.clone()
+            },
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {
@@ -248,6 +267,7 @@ impl Engine {
         if so.cgroups_path.is_empty() {
             so.cgroups_path = format!("/berth/{}", rec.id);
         }
+        let ports = crate::network::prepare(&self.network, &rec.id, &dir, &config, &mut so)?;
         let spec = spec::build(&config, &rootfs, &so)?;
         let path = dir.join("config.json");
         std::fs::write(
@@ -257,6 +277,7 @@ impl Engine {
         )
         .map_err(io("write", &path))?;
         let mut rec = rec.clone();
+        rec.ports = ports;
         rec.command = spec["process"]["args"]
             .as_array()
             .map(|a| {
@@ -294,6 +315,13 @@ impl Engine {
     /// forwarded; returns the exit code (128+N for a signal).
     pub fn run_foreground(&self, o: &RunOptions) -> Result<(Container, i32), ContainerError> {
         let (rec, bundle) = self.create(o)?;
+        if let Err(e) = crate::network::attach(&self.network, &rec, &bundle) {
+            let _ = self.set_status(&rec.id, Status::Exited, None);
+            if o.auto_remove {
+                let _ = self.remove(&rec.id, true);
+            }
+            return Err(e.into());
+        }
         self.set_status(&rec.id, Status::Running, None)?;
         let opts = berth_runtime::container::CreateOptions {
             root: self.runtime_root(),
@@ -306,6 +334,9 @@ impl Engine {
             launch: berth_runtime::container::Launch::RunForeground,
         };
         let res = berth_runtime::container::create(&opts);
+        if let Err(e) = crate::network::detach(&self.network, &rec) {
+            tracing::warn!("container {}: {e}", rec.id);
+        }
         let code = match res {
             Ok(berth_runtime::container::Outcome::Exited { code }) => code,
             Ok(berth_runtime::container::Outcome::Started { .. }) => 0,
@@ -343,6 +374,7 @@ impl Engine {
         if berth_runtime::state::dir(&rt, &c.id).exists() {
             note(berth_runtime::container::delete(&rt, &c.id, true).map_err(Into::into));
         }
+        note(crate::network::detach(&self.network, &c).map_err(Into::into));
         let dir = self.dir(&c.id);
         let rootfs = dir.join("rootfs");
         let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);

@@ -8,6 +8,7 @@
 //! (record, snapshot, bundle and runtime state gone).
 
 pub mod container;
+pub mod network;
 pub mod spec;
 pub mod user;
 

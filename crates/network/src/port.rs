@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -238,21 +239,14 @@ impl PortMapping {
 /// chosen, so two mappings never get the same port; each is free when chosen (a
 /// listener or another container could still take it before the attach).
 pub fn assign_free_host_ports(ports: &mut [PortMapping]) -> Result<(), PortError> {
-    enum Held {
-        Tcp(TcpListener),
-        Udp(UdpSocket),
-    }
-    let mut held = Vec::new();
+    // Open sockets, kept until every port is chosen.
+    let mut held: Vec<OwnedFd> = Vec::new();
     for p in ports.iter_mut().filter(|p| p.host_port == 0) {
         let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let sock = SocketAddr::new(ip, 0);
         let bound = match p.protocol {
-            Protocol::Tcp => {
-                TcpListener::bind(sock).and_then(|l| Ok((l.local_addr()?, Held::Tcp(l))))
-            }
-            Protocol::Udp => {
-                UdpSocket::bind(sock).and_then(|u| Ok((u.local_addr()?, Held::Udp(u))))
-            }
+            Protocol::Tcp => TcpListener::bind(sock).and_then(|l| Ok((l.local_addr()?, l.into()))),
+            Protocol::Udp => UdpSocket::bind(sock).and_then(|u| Ok((u.local_addr()?, u.into()))),
         };
         let (addr, socket) = bound.map_err(|e| PortError::NoFreePort {
             host_ip: p.host_ip,

@@ -6,6 +6,7 @@
 use berth_image::images::ImageError;
 use berth_image::pull::PullError;
 
+pub const USAGE: i32 = 2;
 pub const NOT_FOUND: i32 = 3;
 pub const AUTH: i32 = 4;
 pub const REGISTRY: i32 = 5;
@@ -40,6 +41,9 @@ pub fn code(e: &anyhow::Error) -> i32 {
                 C::Image(i) => return image(i).unwrap_or(1),
                 C::NotFound(_) => return NOT_FOUND,
                 C::NameInUse(..) | C::Running(_) => return CONFLICT,
+                C::Network(n) if n.is_port_conflict() => return CONFLICT,
+                C::Network(n) if n.is_not_found() => return NOT_FOUND,
+                C::Network(n) if n.is_usage() => return USAGE,
                 _ => {}
             }
         }
