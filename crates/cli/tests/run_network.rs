@@ -201,8 +201,8 @@ impl<'a> Bg<'a> {
         panic!("{} not running after 20s", self.name);
     }
 
-    /// `rm -f`, then the CLI must exit on its own.
-    fn remove(mut self) {
+    /// `rm -f`, then the CLI must exit on its own; returns what it wrote to stderr.
+    fn remove(mut self) -> String {
         let o = self.h.berth(&["rm", "-f", &self.name]);
         assert_eq!(o.code, 0, "rm -f: {}", o.stderr);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -213,6 +213,11 @@ impl<'a> Bg<'a> {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
     }
 }
 
@@ -305,7 +310,9 @@ fn default_network_publishes_a_port_and_rm_leaves_nothing() {
     assert_eq!(h.berth(&["ps", "-aq"]).stdout.lines().count(), 1);
     assert_eq!(files(&net.cfg.cache_dir()).len(), 1);
 
-    web.remove();
+    // The exiting `run` and `rm -f` both detach: neither complains.
+    let err = web.remove();
+    assert_eq!(err, "", "berth run after rm -f");
     net.assert_clean(&[&id]);
     h.assert_clean();
 }

@@ -123,7 +123,7 @@ pub enum ContainerNetworkError {
     Network(#[from] berth_network::NetworkError),
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("cannot write the container's {path}: {source}")]
+    #[error("cannot write {path}: {source}")]
     File {
         path: PathBuf,
         #[source]
@@ -254,6 +254,10 @@ pub fn attach(
     c: &Container,
     dir: &Path,
 ) -> Result<Option<Attachment>, ContainerNetworkError> {
+    let _lock = match &c.network {
+        NetworkMode::Network(_) => Some(lock(cfg)?),
+        NetworkMode::None | NetworkMode::Host => None,
+    };
     let att = match &c.network {
         NetworkMode::Network(name) => {
             berth_network::detach(cfg, name, &c.id)?;
@@ -283,9 +287,27 @@ pub fn attach(
 /// `none` and `host`. The /etc files go with the container's directory.
 pub fn detach(cfg: &NetworkConfig, c: &Container) -> Result<(), ContainerNetworkError> {
     match &c.network {
-        NetworkMode::Network(name) => Ok(berth_network::detach(cfg, name, &c.id)?),
+        NetworkMode::Network(name) => {
+            let _lock = lock(cfg)?;
+            Ok(berth_network::detach(cfg, name, &c.id)?)
+        }
         NetworkMode::None | NetworkMode::Host => Ok(()),
     }
+}
+
+/// One attach or detach at a time on this host, as podman does around its network
+/// backend: `rm -f` and the exiting `run` both detach the same container, and a
+/// stale-attachment cleanup must not meet another process's attach half-way.
+fn lock(cfg: &NetworkConfig) -> Result<std::fs::File, ContainerNetworkError> {
+    let path = cfg.data_dir.join("attach.lock");
+    let err = |source| ContainerNetworkError::File {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(err)?;
+    let f = std::fs::File::create(&path).map_err(err)?;
+    f.lock().map_err(err)?;
+    Ok(f)
 }
 
 /// The hostname the container got (create defaults it to the id's first 12 digits).
