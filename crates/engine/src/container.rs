@@ -43,6 +43,14 @@ pub struct Container {
     /// Volumes it mounts: `volume rm` refuses them, `rm -v` removes the anonymous ones.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// `none`, `host` or a network's name (see `network.rs`).
+    #[serde(default)]
+    pub network: crate::network::NetworkMode,
+    /// Published ports, host ports resolved at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<berth_network::PortMapping>,
+    #[serde(default)]
+    pub hostname: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +67,8 @@ pub enum ContainerError {
     Snapshot(#[from] berth_image::snapshot::SnapshotError),
     #[error(transparent)]
     Volume(#[from] crate::volume::VolumeError),
+    #[error(transparent)]
+    Network(#[from] crate::network::ContainerNetworkError),
     #[error("the name {0:?} is already in use by container {1}")]
     NameInUse(String, String),
     #[error("container {0:?} not found")]
@@ -94,6 +104,7 @@ pub struct Engine {
     pub runroot: PathBuf,
     /// How to start monitors (`run -d`, `create`, `start`); see [`crate::lifecycle`].
     pub helpers: Option<crate::lifecycle::Helpers>,
+    pub network: berth_network::NetworkConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -140,6 +151,7 @@ impl Engine {
             volumes: crate::volume::Volumes::open(root),
             runroot: runroot.to_path_buf(),
             helpers: None,
+            network: berth_network::NetworkConfig::new(root, runroot),
         })
     }
 
@@ -260,6 +272,13 @@ impl Engine {
             labels: o.spec.labels.clone(),
             life: o.life.clone(),
             volumes: vec![],
+            network: o.spec.network.clone(),
+            ports: vec![],
+            hostname: if o.spec.hostname.is_empty() {
+                id[..12].to_string()
+            } else {
+                o.spec.hostname.clone()
+            },
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {
@@ -309,6 +328,7 @@ impl Engine {
         if so.cgroups_path.is_empty() {
             so.cgroups_path = format!("/berth/{}", rec.id);
         }
+        let ports = crate::network::prepare(&self.network, &rec.id, &dir, &config, &mut so)?;
         let spec = spec::build(&config, &rootfs, &so)?;
         let path = dir.join("config.json");
         std::fs::write(
@@ -319,6 +339,7 @@ impl Engine {
         .map_err(io("write", &path))?;
         let mut rec = rec.clone();
         rec.volumes = attached.volumes;
+        rec.ports = ports;
         rec.command = spec["process"]["args"]
             .as_array()
             .map(|a| {
@@ -398,6 +419,7 @@ impl Engine {
         if berth_runtime::state::dir(&rt, &c.id).exists() {
             note(berth_runtime::container::delete(&rt, &c.id, true).map_err(Into::into));
         }
+        note(crate::network::detach(&self.network, &c).map_err(Into::into));
         let dir = self.dir(&c.id);
         let rootfs = dir.join("rootfs");
         let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);

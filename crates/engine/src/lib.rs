@@ -12,6 +12,7 @@ mod container_volumes;
 pub mod copy_up;
 pub mod lifecycle;
 pub mod mounts;
+pub mod network;
 pub mod restart;
 pub mod spec;
 pub mod user;

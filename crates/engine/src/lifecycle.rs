@@ -362,6 +362,7 @@ impl Engine {
         }
         self.mount_rootfs(&c.id)?;
         self.ensure_mounted(c)?;
+        crate::network::attach(&self.network, c, &self.dir(&c.id))?;
         let opts = berth_runtime::container::CreateOptions {
             root: rt,
             id: c.id.clone(),
@@ -395,7 +396,7 @@ impl Engine {
     }
 
     /// What one run holds that the next start makes again: the runtime's state (and
-    /// cgroup), the rootfs mount.
+    /// cgroup), the network attachment (veth, IP lease, port rules), the rootfs mount.
     fn release_run_resources(&self, c: &Container) -> Result<(), ContainerError> {
         let rt = self.runtime_root();
         let mut first = None;
@@ -403,6 +404,9 @@ impl Engine {
             if let Err(e) = berth_runtime::container::delete(&rt, &c.id, true) {
                 first.get_or_insert(ContainerError::from(e));
             }
+        }
+        if let Err(e) = crate::network::detach(&self.network, c) {
+            first.get_or_insert(e.into());
         }
         let _ = rustix::mount::unmount(
             &self.dir(&c.id).join("rootfs"),

@@ -5,7 +5,7 @@
 use crate::user::{self, User};
 use berth_image::config::ImageConfig;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -42,14 +42,7 @@ const MASKED: &[&str] = &[
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NetworkMode {
-    /// A network namespace of its own with only loopback.
-    #[default]
-    None,
-    /// The host's network namespace.
-    Host,
-}
+pub use crate::network::NetworkMode;
 
 /// What the user asked for, already parsed.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +60,13 @@ pub struct SpecOptions {
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
     pub network: NetworkMode,
+    /// The network namespace to join (`NetworkMode::Network`); set by
+    /// `network::prepare`.
+    pub netns: Option<PathBuf>,
+    /// `-p`: host port 0 means "pick a free one".
+    pub publish: Vec<berth_network::PortMapping>,
+    /// `-P`: publish the image's ExposedPorts on free host ports.
+    pub publish_all: bool,
     pub memory: Option<i64>,
     pub memory_swap: Option<i64>,
     pub cpus: Option<f64>,
@@ -89,6 +89,8 @@ pub enum SpecError {
     Capability(String),
     #[error("--cap-add: {0} is not in this host's capability bounding set, so no process here can have it")]
     NotOnHost(String),
+    #[error("network {0:?}: no network namespace path to join")]
+    NoNetns(String),
 }
 
 /// Capabilities this process may pass on: its bounding set (some hosts and VMs lack some,
@@ -216,8 +218,13 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if o.network == NetworkMode::None {
-        namespaces.push(json!({"type": "network"}));
+    match (&o.network, &o.netns) {
+        (NetworkMode::None, _) => namespaces.push(json!({"type": "network"})),
+        (NetworkMode::Host, _) => {}
+        (NetworkMode::Network(_), Some(path)) => {
+            namespaces.push(json!({"type": "network", "path": path}))
+        }
+        (NetworkMode::Network(name), None) => return Err(SpecError::NoNetns(name.clone())),
     }
     let sys_opts = if o.privileged {
         json!(["nosuid", "noexec", "nodev"])

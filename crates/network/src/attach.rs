@@ -164,8 +164,10 @@ fn add_error(entry: &CachedAttachment, source: crate::cni::AddError) -> NetworkE
     }
 }
 
-/// Refuses ports bound on the host or published by another attached container.
-fn check_ports(cfg: &NetworkConfig, ports: &[PortMapping]) -> Result<(), NetworkError> {
+/// Refuses ports bound on the host or published by another attached container (or
+/// named twice). `attach` checks again under its lock; this is for callers that want
+/// to refuse a run before making anything.
+pub fn check_ports(cfg: &NetworkConfig, ports: &[PortMapping]) -> Result<(), NetworkError> {
     for (i, p) in ports.iter().enumerate() {
         if ports[..i].iter().any(|q| {
             q.host_port == p.host_port && q.protocol == p.protocol && q.host_ip == p.host_ip

@@ -80,7 +80,8 @@ pub(crate) struct Teardown<'a> {
     pub run_chain: bool,
 }
 
-/// DEL chain (reverse), loopback DEL, netns removal, then the cache entry, which
+/// DEL chain (reverse), loopback DEL, netns removal (and the netns directory's mount
+/// with the last one), then the cache entry, which
 /// goes only when everything before it worked. Returns every error.
 pub(crate) fn teardown(cfg: &NetworkConfig, td: &Teardown<'_>) -> Vec<NetworkError> {
     let netns_path = cfg.netns_path(td.container_id);
@@ -112,7 +113,7 @@ pub(crate) fn teardown(cfg: &NetworkConfig, td: &Teardown<'_>) -> Vec<NetworkErr
             .into_iter()
             .map(NetworkError::from),
     );
-    if let Err(e) = netns::remove(&netns_path) {
+    if let Err(e) = netns::remove(&netns_path).and_then(|()| netns::release_dir(&cfg.netns_dir)) {
         errors.push(e.into());
     }
     if errors.is_empty() {

@@ -49,11 +49,11 @@ mod attach;
 mod check;
 mod detach;
 
-pub use attach::{attach, Attachment};
+pub use attach::{attach, check_ports, Attachment};
 pub use check::check;
 pub use detach::detach;
 pub use network::{CreateOptions, Network, DEFAULT_NETWORK};
-pub use port::{PortMapping, Protocol};
+pub use port::{assign_free_host_ports, PortMapping, Protocol};
 pub use resolv::{hosts, resolv_conf, ResolvConf};
 
 use ipnet::IpNet;

@@ -13,7 +13,9 @@
 //!
 //! Like `ip netns add`, the directory is made a shared mount point first, so that an
 //! unmount here propagates to mount namespaces created meanwhile (a container's
-//! copy of the host mounts would otherwise pin the namespace file).
+//! copy of the host mounts would otherwise pin the namespace file). When the last
+//! namespace goes, [`release_dir`] undoes that mount, so a host without containers
+//! keeps no berth mounts.
 
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 use std::fs::{File, OpenOptions};
@@ -58,7 +60,9 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
             name: name.to_string(),
         });
     }
-    prepare_dir(dir)?;
+    // Held until the namespace is mounted, so release_dir cannot unmount the directory
+    // between our prepare and our mount.
+    let _lock = prepare_dir(dir)?;
     let path = dir.join(name);
     match OpenOptions::new().write(true).create_new(true).open(&path) {
         Ok(_) => {}
@@ -124,24 +128,64 @@ pub fn is_netns(path: &Path) -> bool {
     rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS_MAGIC)
 }
 
-/// mkdir -p, then make the directory a shared mount point, as `ip netns add` does;
-/// serialised by a lock file so two berth processes do not bind it twice.
-fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
+/// Unmounts and removes the namespace directory once it holds no namespace; a no-op
+/// while any remains. Serialised with [`create`] by the directory's lock file.
+pub fn release_dir(dir: &Path) -> Result<(), NetnsError> {
     let err = |source| NetnsError::Dir {
         dir: dir.to_path_buf(),
         source,
     };
+    let _lock = lock_dir(dir).map_err(err)?;
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Ok(());
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    }
+    match rustix::mount::unmount(dir, UnmountFlags::DETACH) {
+        // EINVAL: not a mount point (never prepared, or already released).
+        Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+        Err(e) => return Err(err(e.into())),
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// The lock beside the directory (`DIR.lock`), taken exclusively.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let lock = File::create(dir.with_extension("lock"))?;
+    lock.lock()?;
+    Ok(lock)
+}
+
+/// mkdir -p, then make the directory a shared mount point, as `ip netns add` does.
+/// Returns the directory's lock, held: two berth processes do not bind it twice, and
+/// [`release_dir`] waits.
+fn prepare_dir(dir: &Path) -> Result<File, NetnsError> {
+    let err = |source| NetnsError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let lock = lock_dir(dir).map_err(err)?;
     std::fs::create_dir_all(dir).map_err(err)?;
-    let lock = File::create(dir.with_extension("lock")).map_err(err)?;
-    lock.lock().map_err(err)?;
     let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
     match rustix::mount::mount_change(dir, shared) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         // EINVAL: not a mount point yet. Bind it onto itself and try again.
         Err(rustix::io::Errno::INVAL) => {
             rustix::mount::mount_bind(dir, dir).map_err(|e| err(e.into()))?;
-            rustix::mount::mount_change(dir, shared).map_err(|e| err(e.into()))
+            rustix::mount::mount_change(dir, shared).map_err(|e| err(e.into()))?;
         }
-        Err(e) => Err(err(e.into())),
+        Err(e) => return Err(err(e.into())),
     }
+    Ok(lock)
 }

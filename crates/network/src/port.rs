@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,7 +63,7 @@ pub enum PortError {
     BadIp { spec: String, value: String },
     #[error("invalid port mapping {spec:?}: unknown protocol {value:?} (tcp or udp)")]
     BadProtocol { spec: String, value: String },
-    #[error("port mapping {spec:?} gives no host port: publishing on a random host port (-P) is not supported yet; name one, e.g. 8080:{container}")]
+    #[error("port mapping {spec:?} gives no host port; name one, e.g. 8080:{container}")]
     NoHostPort { spec: String, container: String },
     #[error("invalid port mapping {spec:?}: host range {host} and container range {container} differ in length")]
     RangeMismatch {
@@ -78,6 +79,13 @@ pub enum PortError {
         port: u16,
         protocol: Protocol,
     },
+    #[error("no free host port for {protocol} on {}: {reason}", host_ip.map_or("any address".to_string(), |ip| ip.to_string()))]
+    NoFreePort {
+        host_ip: Option<IpAddr>,
+        protocol: Protocol,
+        /// The bind error (io::Error is not Eq).
+        reason: String,
+    },
     #[error("port {port}/{protocol} is already published by container {container}")]
     Published {
         port: u16,
@@ -88,7 +96,19 @@ pub enum PortError {
 
 impl PortMapping {
     /// Parses one `-p` value; ranges (`8000-8001:80-81`) give one mapping per port.
+    /// A host port must be named (see [`PortMapping::parse_publish_any`]).
     pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortError> {
+        Self::parse(spec, false)
+    }
+
+    /// Like [`PortMapping::parse_publish`], but a missing host port (`80`,
+    /// `127.0.0.1::80`) gives mappings with `host_port` 0, for
+    /// [`assign_free_host_ports`] to fill in.
+    pub fn parse_publish_any(spec: &str) -> Result<Vec<PortMapping>, PortError> {
+        Self::parse(spec, true)
+    }
+
+    fn parse(spec: &str, any_host_port: bool) -> Result<Vec<PortMapping>, PortError> {
         let syntax = |reason: &str| PortError::Syntax {
             spec: spec.to_string(),
             reason: reason.to_string(),
@@ -138,10 +158,20 @@ impl PortMapping {
         };
         let container_range = parse_range(spec, container)?;
         if host.is_empty() {
-            return Err(PortError::NoHostPort {
-                spec: spec.into(),
-                container: container.into(),
-            });
+            if !any_host_port {
+                return Err(PortError::NoHostPort {
+                    spec: spec.into(),
+                    container: container.into(),
+                });
+            }
+            return Ok((container_range.0..=container_range.1)
+                .map(|container_port| PortMapping {
+                    host_ip,
+                    host_port: 0,
+                    container_port,
+                    protocol,
+                })
+                .collect());
         }
         let host_range = parse_range(spec, host)?;
         if host_range.1 - host_range.0 != container_range.1 - container_range.0 {
@@ -202,6 +232,32 @@ impl PortMapping {
             && self.protocol == other.protocol
             && (self.host_ip.is_none() || other.host_ip.is_none() || self.host_ip == other.host_ip)
     }
+}
+
+/// Gives every mapping with `host_port` 0 a free host port: the kernel picks one by
+/// binding port 0 on the mapping's address. The sockets are held until all are
+/// chosen, so two mappings never get the same port; each is free when chosen (a
+/// listener or another container could still take it before the attach).
+pub fn assign_free_host_ports(ports: &mut [PortMapping]) -> Result<(), PortError> {
+    // Open sockets, kept until every port is chosen.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    for p in ports.iter_mut().filter(|p| p.host_port == 0) {
+        let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let sock = SocketAddr::new(ip, 0);
+        let bound = match p.protocol {
+            Protocol::Tcp => TcpListener::bind(sock).and_then(|l| Ok((l.local_addr()?, l.into()))),
+            Protocol::Udp => UdpSocket::bind(sock).and_then(|u| Ok((u.local_addr()?, u.into()))),
+        };
+        let (addr, socket) = bound.map_err(|e| PortError::NoFreePort {
+            host_ip: p.host_ip,
+            protocol: p.protocol,
+            reason: e.to_string(),
+        })?;
+        p.host_port = addr.port();
+        held.push(socket);
+    }
+    drop(held);
+    Ok(())
 }
 
 /// Refuses a mapping that overlaps one another container already published.
@@ -336,13 +392,45 @@ mod tests {
         for s in ["80", "127.0.0.1::80", "80/udp"] {
             let err = s.parse::<PortMapping>().expect_err("no host port");
             assert!(matches!(err, PortError::NoHostPort { .. }), "{s}: {err}");
-            assert!(err.to_string().contains("not supported"), "{err}");
+            assert!(err.to_string().contains("name one"), "{err}");
         }
         // ... but a bad container port is still named first.
         assert!(matches!(
             "abc".parse::<PortMapping>(),
             Err(PortError::BadPort { .. })
         ));
+    }
+
+    #[test]
+    fn missing_host_ports_are_assigned_free_ones() {
+        assert_eq!(
+            PortMapping::parse_publish_any("127.0.0.1::80-81/udp").expect("valid"),
+            vec![
+                pm(Some("127.0.0.1"), 0, 80, Protocol::Udp),
+                pm(Some("127.0.0.1"), 0, 81, Protocol::Udp)
+            ]
+        );
+        assert_eq!(
+            PortMapping::parse_publish_any("8080:80").expect("valid"),
+            vec![pm(None, 8080, 80, Protocol::Tcp)]
+        );
+        assert!(matches!(
+            PortMapping::parse_publish_any("99999"),
+            Err(PortError::BadPort { .. })
+        ));
+        let mut ports = vec![
+            pm(Some("127.0.0.1"), 0, 80, Protocol::Tcp),
+            pm(Some("127.0.0.1"), 0, 81, Protocol::Tcp),
+            pm(Some("127.0.0.1"), 0, 53, Protocol::Udp),
+            pm(None, 8080, 82, Protocol::Tcp),
+        ];
+        assign_free_host_ports(&mut ports).expect("free ports");
+        assert!(ports.iter().all(|p| p.host_port != 0), "{ports:?}");
+        assert_ne!(ports[0].host_port, ports[1].host_port);
+        assert_eq!(ports[3].host_port, 8080, "a named port is kept");
+        for p in &ports[..3] {
+            p.check_host_port_free().expect("released after choosing");
+        }
     }
 
     #[test]

@@ -34,6 +34,10 @@ fn assert_gone(
         .collect();
     assert!(left.is_empty(), "iptables rules left: {left:#?}");
     assert!(!att.netns.exists(), "netns {} left", att.netns.display());
+    // With the last namespace gone, its directory is no mount point any more.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = cfg.netns_dir.display().to_string();
+    assert!(!mounts.contains(&dir), "{dir} still mounted");
     assert!(
         common::files_in(&cfg.cache_dir()).is_empty(),
         "cache left: {:?}",

@@ -60,9 +60,16 @@ pub struct RunArgs {
     hostname: Option<String>,
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
-    /// none (loopback only) or host.
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// none (loopback only), host, or a network's name [default: berth, the bridge network]
+    #[arg(long)]
+    network: Option<NetworkMode>,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp], ranges as 8000-8001:80-81;
+    /// without a host port, a free one is picked.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<berth_engine::network::Publish>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Memory limit: bytes or with b, k, m, g.
     #[arg(short = 'm', long)]
     memory: Option<String>,
@@ -245,11 +252,10 @@ fn ensure_image(cli: &Cli, engine: &Engine, image: &str, policy: PullPolicy) -> 
 
 fn run_options(a: &RunArgs) -> Result<RunOptions> {
     let mounts = berth_engine::mounts::parse(&a.volume, &a.mount, &a.tmpfs)?;
-    let network = match a.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        other => bail!("--network {other:?}: only none and host are supported so far"),
-    };
+    let network = a
+        .network
+        .clone()
+        .unwrap_or_else(NetworkMode::default_network);
     let mut no_new_privileges = false;
     for s in &a.security_opt {
         match s.as_str() {
@@ -287,6 +293,9 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         cap_drop: a.cap_drop.clone(),
         no_new_privileges,
         network,
+        netns: None,
+        publish: a.publish.iter().flat_map(|p| p.0.iter().cloned()).collect(),
+        publish_all: a.publish_all,
         memory: a.memory.as_deref().map(parse_size).transpose()?,
         memory_swap: a
             .memory_swap
@@ -423,6 +432,7 @@ pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.created),
                 ),
                 status,
+                berth_engine::network::format_ports(&c.ports),
                 c.name.clone(),
             ]
         })
@@ -434,6 +444,7 @@ pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
             "COMMAND",
             "CREATED",
             "STATUS",
+            "PORTS",
             "NAMES",
         ],
         &rows,

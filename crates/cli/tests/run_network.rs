@@ -1,0 +1,547 @@
+//! `berth run` networking on real CNI plugins: the default bridge network, published
+//! ports (-p, -P), the /etc files, none and host, refusals, and that `rm -f` leaves no
+//! veth, netns, lease, iptables rule or cache entry. Each test but the default
+//! network's uses a network of its own (bridge bntN, 10.124.N.0/24), so they can run
+//! in parallel; the default network's test is the only one on berth0.
+
+mod common;
+
+use berth_network::{CreateOptions, Network, NetworkConfig};
+use common::host::Host;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Serves `marker` over HTTP on port 80 in the container.
+const HTTPD: &str =
+    "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www";
+
+fn cni_ready() -> bool {
+    let ok = [
+        "bridge",
+        "host-local",
+        "portmap",
+        "firewall",
+        "tuning",
+        "loopback",
+    ]
+    .iter()
+    .all(|p| std::path::Path::new("/usr/lib/cni").join(p).exists());
+    if !ok {
+        eprintln!("SKIP: CNI plugins missing (Debian: containernetworking-plugins)");
+    }
+    ok
+}
+
+fn host() -> Option<Host> {
+    if !common::is_root() || !cni_ready() {
+        eprintln!("SKIP: needs root and the CNI plugins");
+        return None;
+    }
+    Host::new()
+}
+
+fn net_cfg(h: &Host) -> NetworkConfig {
+    NetworkConfig::new(h.dir.path().join("root"), h.runroot())
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network of the test's own, removed (with its bridge) on drop.
+struct TestNet {
+    cfg: NetworkConfig,
+    name: String,
+    bridge: String,
+    /// What every address of the subnet starts with.
+    prefix: String,
+    gateway: String,
+}
+
+impl TestNet {
+    fn new(h: &Host, n: u8) -> TestNet {
+        let cfg = net_cfg(h);
+        let name = format!("nt{n}");
+        let bridge = format!("bnt{n}");
+        let opts = CreateOptions {
+            name: name.clone(),
+            subnet: Some(format!("10.124.{n}.0/24").parse().expect("cidr")),
+            bridge: Some(bridge.clone()),
+            ..Default::default()
+        };
+        Network::create(&cfg, &opts).expect("create network");
+        TestNet {
+            cfg,
+            name,
+            bridge,
+            prefix: format!("10.124.{n}."),
+            gateway: format!("10.124.{n}.1"),
+        }
+    }
+
+    /// The default network `berth` (berth0, 10.89.0.0/16); its bridge is deleted on
+    /// drop only when nothing is attached to it any more.
+    fn default(h: &Host) -> TestNet {
+        TestNet {
+            cfg: net_cfg(h),
+            name: "berth".into(),
+            bridge: "berth0".into(),
+            prefix: "10.89.".into(),
+            gateway: "10.89.0.1".into(),
+        }
+    }
+
+    /// Nothing of any container remains on this network: no veth on the bridge, no
+    /// lease, no cache entry, no netns, no iptables rule naming the subnet or `ids`.
+    fn assert_clean(&self, ids: &[&str]) {
+        let ports = sh(&format!(
+            "ip -o link show master {} 2>/dev/null",
+            self.bridge
+        ));
+        assert_eq!(ports, "", "veths left on {}", self.bridge);
+        let leases: Vec<String> = files(&self.cfg.ipam_dir().join(&self.name))
+            .into_iter()
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .collect();
+        assert!(leases.is_empty(), "leases left: {leases:?}");
+        assert_eq!(files(&self.cfg.cache_dir()), Vec::<String>::new(), "cache");
+        assert_eq!(files(&self.cfg.netns_dir), Vec::<String>::new(), "netns");
+        let rules: Vec<String> = sh("iptables-save")
+            .lines()
+            .filter(|l| l.contains(&self.prefix) || ids.iter().any(|id| l.contains(id)))
+            .map(str::to_string)
+            .collect();
+        assert!(rules.is_empty(), "iptables rules left: {rules:#?}");
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        if self.name == "berth" {
+            if sh(&format!("ip -o link show master {}", self.bridge)).is_empty() {
+                let _ = Command::new("ip")
+                    .args(["link", "delete", &self.bridge])
+                    .output();
+            }
+            return;
+        }
+        let _ = Network::remove(&self.cfg, &self.name);
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A foreground `berth run` as a background child (there is no `-d` yet); `rm -f`
+/// and a kill on drop, so a failing test leaves nothing running.
+struct Bg<'a> {
+    h: &'a Host,
+    name: String,
+    child: Child,
+}
+
+impl<'a> Bg<'a> {
+    fn start(h: &'a Host, image: &str, name: &str, flags: &[&str], cmd: &[&str]) -> Bg<'a> {
+        let child = h
+            .cmd()
+            .args(["run", "--name", name])
+            .args(flags)
+            .arg(image)
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth run");
+        Bg {
+            h,
+            name: name.into(),
+            child,
+        }
+    }
+
+    /// Waits until `ps` says running; returns its JSON entry.
+    fn running(&mut self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("berth run exited early ({status}): {err}");
+            }
+            let o = self.h.berth(&["ps", "--format", "json"]);
+            let all: serde_json::Value = serde_json::from_str(&o.stdout).expect("ps json");
+            if let Some(c) = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == self.name.as_str())
+            {
+                return c.clone();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} not running after 20s", self.name);
+    }
+
+    /// `rm -f`, then the CLI must exit on its own; returns what it wrote to stderr.
+    fn remove(mut self) -> String {
+        let o = self.h.berth(&["rm", "-f", &self.name]);
+        assert_eq!(o.code, 0, "rm -f: {}", o.stderr);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "berth run still running after rm -f"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Bg<'_> {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.h.berth(&["rm", "-f", &self.name]);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET / from `addr`, retried until the server answers (or 10 s pass).
+fn http_get(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = (|| -> std::io::Result<String> {
+            let sock = addr.parse().expect("socket address");
+            let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match got {
+            Ok(body) if body.contains("200") => return body,
+            other if Instant::now() > deadline => panic!("GET {addr}: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn default_network_publishes_a_port_and_rm_leaves_nothing() {
+    let Some(h) = host() else { return };
+    let net = TestNet::default(&h);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut web = Bg::start(
+        &h,
+        &h.image,
+        "web",
+        &["-p", &publish, "--hostname", "web1"],
+        &["sh", "-c", HTTPD],
+    );
+    let rec = web.running();
+    let id = rec["id"].as_str().expect("id").to_string();
+    assert_eq!(rec["network"], "berth", "{rec}");
+    assert_eq!(
+        rec["ports"],
+        serde_json::json!([{"hostPort": port, "containerPort": 80, "protocol": "tcp"}])
+    );
+    // From the host: through loopback and through the bridge's own address.
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(body.contains("served-by-web1"), "{body}");
+    let body = http_get(&format!("{}:{port}", net.gateway));
+    assert!(body.contains("served-by-web1"), "{body}");
+    // While attached: a veth on berth0, a netns, a cache entry, rules naming the id.
+    assert!(!sh("ip -o link show master berth0").is_empty());
+    assert!(h.runroot().join("netns").join(&id).exists());
+    assert!(sh("iptables-save").contains(&id));
+    let ps = h.berth(&["ps"]);
+    assert!(ps.stdout.lines().next().unwrap_or("").contains("PORTS"));
+    assert!(
+        ps.stdout.contains(&format!("0.0.0.0:{port}->80/tcp")),
+        "{}",
+        ps.stdout
+    );
+
+    // The same host port again: refused as a conflict, nothing made.
+    let o = h.berth(&["run", "--rm", "-p", &publish, &h.image, "true"]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "port {port}/tcp is already published by container {id}"
+        )),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(h.berth(&["ps", "-aq"]).stdout.lines().count(), 1);
+    assert_eq!(files(&net.cfg.cache_dir()).len(), 1);
+
+    // The exiting `run` and `rm -f` both detach: neither complains.
+    let err = web.remove();
+    assert_eq!(err, "", "berth run after rm -f");
+    net.assert_clean(&[&id]);
+    h.assert_clean();
+}
+
+#[test]
+fn containers_reach_the_host_and_get_hosts_resolv_conf_and_hostname() {
+    let Some(h) = host() else { return };
+    let net = TestNet::new(&h, 1);
+    // A host server on every address, reached from the container at the gateway.
+    let server = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = server.local_addr().expect("addr").port();
+    let serve = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((mut s, _)) = server.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nhost-pong\n");
+        }
+    });
+    let script = format!(
+        "wget -qO- http://{gw}:{port}/ && wget -qO- http://host.containers.internal:{port}/ ; \
+         echo ---; cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; cat /etc/hostname; \
+         echo ---; busybox ip -4 -o addr show eth0",
+        gw = net.gateway
+    );
+    let o = h.run(
+        &["--network", "nt1", "--name", "talk", "--hostname", "box"],
+        &["sh", "-c", &script],
+    );
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    let parts: Vec<&str> = o.stdout.split("---\n").collect();
+    assert_eq!(parts.len(), 5, "{}", o.stdout);
+    assert_eq!(parts[0], "host-pong\nhost-pong\n", "{}", o.stderr);
+    let _ = serve.join();
+    let ip = parts[4]
+        .split_whitespace()
+        .find(|w| w.starts_with(&net.prefix))
+        .and_then(|w| w.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {}", parts[4]))
+        .to_string();
+    let hosts = parts[1];
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost"), "{hosts}");
+    assert!(hosts.contains(&format!("{ip}\tbox talk\n")), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{}\thost.containers.internal\n", net.gateway)),
+        "{hosts}"
+    );
+    // resolv.conf: the host's servers minus loopback ones.
+    let resolv = parts[2];
+    assert!(resolv.starts_with("# Generated by berth\n"), "{resolv}");
+    let host_resolv =
+        std::fs::read_to_string(berth_network::resolv::host_resolv_path()).unwrap_or_default();
+    let expected = berth_network::resolv_conf(&host_resolv, None).contents;
+    assert_eq!(resolv, expected);
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    assert_eq!(parts[3], "box\n");
+    net.assert_clean(&[]);
+    h.assert_clean();
+}
+
+#[test]
+fn none_and_host_keep_their_meaning_and_bad_values_are_refused() {
+    let Some(h) = host() else { return };
+    let o = h.run(
+        &["--network", "none", "--hostname", "solo", "--name", "solo"],
+        &[
+            "sh",
+            "-c",
+            "ls /sys/class/net; cat /etc/hosts /etc/hostname",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.starts_with("lo\n127.0.0.1\tlocalhost"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.ends_with("127.0.1.1\tsolo\nsolo\n"),
+        "{}",
+        o.stdout
+    );
+    let o = h.run(
+        &["--network", "host"],
+        &[
+            "sh",
+            "-c",
+            "ls /sys/class/net | wc -l; cat /etc/resolv.conf",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let (count, resolv) = o.stdout.split_once('\n').expect("two parts");
+    assert_ne!(count.trim(), "1", "the host's interfaces");
+    assert_eq!(
+        resolv,
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        "the host's resolv.conf, loopback servers included"
+    );
+    // Usage errors (2), a missing network (3): each leaves nothing behind.
+    for (flags, code, says) in [
+        (vec!["-p", "99999"], 2, "99999"),
+        (vec!["-p", "8080:80/sctp"], 2, "sctp"),
+        (vec!["-p", "1-2:80"], 2, "differ in length"),
+        (vec!["--network", "a/b"], 2, "a/b"),
+        (vec!["--network", "none", "-p", "8080:80"], 2, "--publish"),
+        (vec!["--network", "host", "-p", "8080:80"], 2, "--publish"),
+        (vec!["--network", "nosuch"], 3, "nosuch"),
+    ] {
+        let o = h.run(&flags, &["true"]);
+        assert_eq!(o.code, code, "{flags:?}: {}", o.stderr);
+        assert!(o.stderr.contains(says), "{flags:?}: {}", o.stderr);
+    }
+    h.assert_clean();
+    assert_eq!(files(&net_cfg(&h).cache_dir()), Vec::<String>::new());
+}
+
+#[test]
+fn a_host_port_in_use_is_refused_and_leaves_nothing() {
+    let Some(h) = host() else { return };
+    let net = TestNet::new(&h, 2);
+    let taken = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let publish = format!("{port}:80");
+    let o = h.berth(&[
+        "run",
+        "--network",
+        "nt2",
+        "-p",
+        &publish,
+        "--name",
+        "busy",
+        &h.image,
+        "true",
+    ]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("port {port}/tcp is already in use")),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(h.berth(&["ps", "-aq"]).stdout, "", "no container record");
+    net.assert_clean(&[]);
+    h.assert_clean();
+    // Freed, the same port works.
+    drop(taken);
+    let o = h.run(&["--network", "nt2", "-p", &publish], &["true"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    net.assert_clean(&[]);
+    h.assert_clean();
+}
+
+#[test]
+fn publish_all_maps_exposed_ports_to_free_host_ports() {
+    let Some(h) = host() else { return };
+    let net = TestNet::new(&h, 3);
+    let mut img = berth_testutil::image::ImageBuilder::busybox().expect("image");
+    img.config["config"]["ExposedPorts"] = serde_json::json!({"80/tcp": {}});
+    img.push(h.reg.addr(), "exposed", "v1").expect("push");
+    let image = format!("{}/exposed:v1", h.reg.addr());
+    let mut web = Bg::start(
+        &h,
+        &image,
+        "pall",
+        &[
+            "--network",
+            "nt3",
+            "-P",
+            "-p",
+            "127.0.0.1::81",
+            "--hostname",
+            "pall",
+        ],
+        &["sh", "-c", HTTPD],
+    );
+    let rec = web.running();
+    let id = rec["id"].as_str().expect("id").to_string();
+    let ports = rec["ports"].as_array().expect("ports").clone();
+    assert_eq!(ports.len(), 2, "{rec}");
+    let p81 = &ports[0];
+    assert_eq!(
+        (p81["hostIP"].as_str(), p81["containerPort"].as_u64()),
+        (Some("127.0.0.1"), Some(81))
+    );
+    let p80 = &ports[1];
+    assert_eq!(p80["containerPort"], 80);
+    let host_port = p80["hostPort"].as_u64().expect("host port");
+    assert!(host_port > 0);
+    let body = http_get(&format!("127.0.0.1:{host_port}"));
+    assert!(body.contains("served-by-pall"), "{body}");
+    let ps = h.berth(&["ps"]).stdout;
+    assert!(
+        ps.contains(&format!(
+            "127.0.0.1:{}->81/tcp, 0.0.0.0:{host_port}->80/tcp",
+            p81["hostPort"]
+        )),
+        "{ps}"
+    );
+    web.remove();
+    net.assert_clean(&[&id]);
+    h.assert_clean();
+}
+
+#[test]
+fn a_killed_cli_leaves_an_attachment_that_rm_f_removes() {
+    let Some(h) = host() else { return };
+    let net = TestNet::new(&h, 4);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut web = Bg::start(
+        &h,
+        &h.image,
+        "orphan",
+        &["--network", "nt4", "-p", &publish],
+        &["sh", "-c", HTTPD],
+    );
+    let id = web.running()["id"].as_str().expect("id").to_string();
+    http_get(&format!("127.0.0.1:{port}"));
+    // The CLI dies without detaching; the container and its network stay up.
+    let _ = web.child.kill();
+    let _ = web.child.wait();
+    http_get(&format!("127.0.0.1:{port}"));
+    let netns: PathBuf = h.runroot().join("netns").join(&id);
+    assert!(netns.exists());
+    let o = h.berth(&["rm", "-f", "orphan"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!netns.exists());
+    net.assert_clean(&[&id]);
+    h.assert_clean();
+}
