@@ -8,7 +8,10 @@
 //! (record, snapshot, bundle and runtime state gone).
 
 pub mod container;
+pub mod init;
+pub mod seccomp;
 pub mod spec;
+pub mod ulimit;
 pub mod user;
 
 pub use container::{Container, ContainerError, Engine, RunOptions};
