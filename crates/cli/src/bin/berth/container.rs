@@ -62,9 +62,8 @@ pub struct RunArgs {
     cap_add: Vec<String>,
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
-    /// no-new-privileges
-    #[arg(long = "security-opt")]
-    security_opt: Vec<String>,
+    #[command(flatten)]
+    security: crate::security::SecurityArgs,
     #[arg(long)]
     privileged: bool,
     /// Bind mount: HOST:CONTAINER[:ro].
@@ -237,15 +236,6 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         "host" => NetworkMode::Host,
         other => bail!("--network {other:?}: only none and host are supported so far"),
     };
-    let mut no_new_privileges = false;
-    for s in &a.security_opt {
-        match s.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
-            }
-            _ => bail!("--security-opt {s:?}: not supported (no-new-privileges)"),
-        }
-    }
     let labels = a
         .label
         .iter()
@@ -254,7 +244,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let spec = SpecOptions {
+    let mut spec = SpecOptions {
         command: a.command.clone(),
         entrypoint: a.entrypoint.as_ref().map(|e| {
             if e.is_empty() {
@@ -272,7 +262,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
-        no_new_privileges,
+        no_new_privileges: false,
         network,
         memory: a.memory.as_deref().map(parse_size).transpose()?,
         memory_swap: a
@@ -287,7 +277,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         mounts: mounts(a)?,
         labels,
         cgroups_path: String::new(),
+        ..Default::default()
     };
+    a.security.apply(&mut spec)?;
     let engine = engine(cli)?;
     ensure_image(cli, &engine, &a.image, a.pull)?;
     let opts = RunOptions {

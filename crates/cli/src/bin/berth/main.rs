@@ -5,6 +5,7 @@ mod container;
 mod exit;
 mod image;
 mod progress;
+mod security;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
