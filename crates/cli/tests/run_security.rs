@@ -213,6 +213,7 @@ fn default_profile_denies_what_the_kernel_would_allow() {
     let mut flags = PAST_THE_KERNEL.to_vec();
     flags.extend(["--security-opt", "seccomp=unconfined"]);
     let unconfined = p.probe(&flags, &calls);
+    eprintln!("default profile: {confined:?}\nunconfined: {unconfined:?}");
     for c in DENIED {
         assert_eq!(confined[*c], "EPERM", "{c} under the default profile");
         assert_ne!(

@@ -30,11 +30,15 @@ pub enum InitError {
 
 /// The init to mount: `explicit` (from `--init-path`) or the first installed candidate.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf, InitError> {
+    find_among(explicit, CANDIDATES)
+}
+
+fn find_among(explicit: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, InitError> {
     if let Some(p) = explicit {
         check(p)?;
         return Ok(p.to_path_buf());
     }
-    let found = CANDIDATES
+    let found = candidates
         .iter()
         .map(Path::new)
         .find(|p| p.is_file())
@@ -149,6 +153,24 @@ mod tests {
         assert!(e.to_string().contains("not an executable"), "{e}");
         let e = find(Some(Path::new("/nonexistent/init"))).expect_err("missing");
         assert!(e.to_string().contains("/nonexistent/init"), "{e}");
+    }
+
+    #[test]
+    fn none_installed_says_what_to_install() {
+        let e = find_among(None, &["/nonexistent/catatonit"]).expect_err("none");
+        let m = e.to_string();
+        assert!(
+            m.contains("catatonit")
+                && m.contains("--init-path")
+                && m.contains("/usr/bin/tini-static"),
+            "{m}"
+        );
+        if Path::new("/bin/busybox").exists() {
+            assert_eq!(
+                find_among(None, &["/nonexistent/x", "/bin/busybox"]).expect("found"),
+                Path::new("/bin/busybox")
+            );
+        }
     }
 
     #[test]
