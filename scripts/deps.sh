@@ -6,6 +6,9 @@ runc
 crun
 containerd
 podman
+catatonit
+gcc
+libc6-dev
 libseccomp-dev
 pkg-config
 hyperfine

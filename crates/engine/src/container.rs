@@ -338,6 +338,9 @@ impl Engine {
         )
         .map_err(io("write", &path))?;
         let mut rec = rec.clone();
+        if rec.life.stop_signal.is_none() {
+            rec.life.stop_signal = config.config.stop_signal.clone();
+        }
         rec.volumes = attached.volumes;
         rec.ports = ports;
         rec.command = spec["process"]["args"]

@@ -10,11 +10,14 @@
 pub mod container;
 mod container_volumes;
 pub mod copy_up;
+pub mod init;
 pub mod lifecycle;
 pub mod mounts;
 pub mod network;
 pub mod restart;
+pub mod seccomp;
 pub mod spec;
+pub mod ulimit;
 pub mod user;
 pub mod volume;
 

@@ -77,6 +77,12 @@ pub struct SpecOptions {
     pub mounts: Vec<Value>,
     pub labels: Vec<(String, String)>,
     pub cgroups_path: String,
+    /// The seccomp filter (docs/SECCOMP.md).
+    pub seccomp: crate::seccomp::Policy,
+    /// `--ulimit`s, already checked against the host (`ulimit::parse_all`).
+    pub ulimits: Vec<crate::ulimit::Ulimit>,
+    /// `--init`: the host path of the init to run as PID 1 (`init::find`).
+    pub init: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +216,10 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
     caps.retain(|c| host.contains(c));
     // A non-root user keeps no effective capabilities, as with docker.
     let effective = if uid == 0 { caps.clone() } else { vec![] };
+    let args = match o.init {
+        Some(_) => crate::init::wrap(args),
+        None => args,
+    };
 
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -242,6 +252,9 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
     mounts.extend(o.mounts.iter().cloned());
+    if let Some(init) = &o.init {
+        mounts.push(json!({"destination": crate::init::CONTAINER_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
 
     let mut resources = json!({});
     if o.privileged {
@@ -279,12 +292,15 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
         linux["maskedPaths"] = json!(MASKED);
         linux["readonlyPaths"] = json!(berth_runtime::spec::default::READONLY);
     }
+    if let Some(s) = crate::seccomp::for_container(&o.seccomp, o.privileged, &caps) {
+        linux["seccomp"] = s;
+    }
     let annotations: serde_json::Map<String, Value> = o
         .labels
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": berth_runtime::spec::OCI_VERSION,
         "process": {
             "terminal": o.tty,
@@ -300,7 +316,15 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
         "mounts": mounts,
         "linux": linux,
         "annotations": annotations,
-    }))
+    });
+    if !o.ulimits.is_empty() {
+        spec["process"]["rlimits"] = o
+            .ulimits
+            .iter()
+            .map(|u| json!({"type": u.spec_type(), "soft": u.soft, "hard": u.hard}))
+            .collect();
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -366,5 +390,53 @@ mod tests {
             build(&img, root.path(), &o),
             Err(SpecError::Capability(_))
         ));
+    }
+
+    #[test]
+    fn seccomp_rlimits_and_init_in_the_spec() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let img = image(None, Some(&["sh"]));
+        let mut o = SpecOptions {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let s = build(&img, root.path(), &o).expect("spec");
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(s["process"].get("rlimits").is_none());
+        // --privileged alone: no filter; with a profile of its own: that profile.
+        o.privileged = true;
+        assert!(build(&img, root.path(), &o).expect("spec")["linux"]
+            .get("seccomp")
+            .is_none());
+        o.seccomp = crate::seccomp::Policy::Custom(Box::new(
+            crate::seccomp::Profile::parse(br#"{"defaultAction": "SCMP_ACT_LOG"}"#)
+                .expect("profile"),
+        ));
+        let s = build(&img, root.path(), &o).expect("spec");
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
+        o.privileged = false;
+        o.seccomp = crate::seccomp::Policy::Unconfined;
+        assert!(build(&img, root.path(), &o).expect("spec")["linux"]
+            .get("seccomp")
+            .is_none());
+
+        o.ulimits = crate::ulimit::parse_all(&["nofile=100:200".into()]).expect("ulimit");
+        o.init = Some("/usr/bin/catatonit".into());
+        let s = build(&img, root.path(), &o).expect("spec");
+        assert_eq!(
+            s["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}])
+        );
+        assert_eq!(s["process"]["args"], json!(["/run/berth-init", "--", "sh"]));
+        let mounts = s["mounts"].as_array().expect("mounts");
+        let m = mounts.last().expect("init mount");
+        assert_eq!(
+            (&m["destination"], &m["source"]),
+            (&json!("/run/berth-init"), &json!("/usr/bin/catatonit"))
+        );
+        assert!(m["options"]
+            .as_array()
+            .expect("options")
+            .contains(&json!("ro")));
     }
 }

@@ -60,17 +60,28 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> Scmp
     }
 }
 
-fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
-    match o {
+/// One argument condition. For SCMP_CMP_MASKED_EQ the spec's `value` is the mask and
+/// `valueTwo` what the masked argument must equal (as runc and libseccomp-golang read
+/// it). Swapping them is not harmless: libseccomp masks the datum too, so a mask of 0
+/// would make the rule match every call (docker's clone rule would then let any
+/// namespace be made).
+fn condition(a: &oci_spec::runtime::LinuxSeccompArg) -> ScmpArgCompare {
+    let op = match a.op() {
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            return ScmpArgCompare::new(
+                a.index() as u32,
+                ScmpCompareOp::MaskedEqual(a.value()),
+                a.value_two().unwrap_or(0),
+            )
+        }
         LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
         LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
         LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
         LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
         LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
         LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
-        // The spec's "value" is the mask and "valueTwo" the value it must equal.
-        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(value_two.unwrap_or(0)),
-    }
+    };
+    ScmpArgCompare::new(a.index() as u32, op, a.value())
 }
 
 fn lib(field: &str) -> impl Fn(libseccomp::error::SeccompError) -> SeccompError + '_ {
@@ -138,12 +149,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
                 continue;
             };
             let args = sc.args().clone().unwrap_or_default();
-            let cmps: Vec<ScmpArgCompare> = args
-                .iter()
-                .map(|a| {
-                    ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value_two()), a.value())
-                })
-                .collect();
+            let cmps: Vec<ScmpArgCompare> = args.iter().map(condition).collect();
             // libseccomp cannot AND two conditions on the same argument: such rules are
             // split into one rule per condition (matching any), as runc does.
             let mut indexes: Vec<u32> = args.iter().map(|a| a.index() as u32).collect();

@@ -89,9 +89,8 @@ pub struct RunArgs {
     cap_add: Vec<String>,
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
-    /// no-new-privileges
-    #[arg(long = "security-opt")]
-    security_opt: Vec<String>,
+    #[command(flatten)]
+    security: crate::security::SecurityArgs,
     #[arg(long)]
     privileged: bool,
     /// HOST-PATH:CONTAINER-PATH[:OPTS] (bind), VOLUME:CONTAINER-PATH[:OPTS] (named
@@ -256,15 +255,6 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         .network
         .clone()
         .unwrap_or_else(NetworkMode::default_network);
-    let mut no_new_privileges = false;
-    for s in &a.security_opt {
-        match s.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
-            }
-            _ => bail!("--security-opt {s:?}: not supported (no-new-privileges)"),
-        }
-    }
     let labels = a
         .label
         .iter()
@@ -273,7 +263,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let spec = SpecOptions {
+    let mut spec = SpecOptions {
         command: a.command.clone(),
         entrypoint: a.entrypoint.as_ref().map(|e| {
             if e.is_empty() {
@@ -291,7 +281,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
-        no_new_privileges,
+        no_new_privileges: false,
         network,
         netns: None,
         publish: a.publish.iter().flat_map(|p| p.0.iter().cloned()).collect(),
@@ -309,7 +299,9 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         mounts: vec![],
         labels,
         cgroups_path: String::new(),
+        ..Default::default()
     };
+    a.security.apply(&mut spec)?;
     if a.rm && a.restart != "no" {
         bail!(
             "--rm and --restart {}: conflicting options (a removed container cannot restart)",

@@ -43,9 +43,31 @@ fn registry(e: &berth_distribution::Error) -> i32 {
     }
 }
 
+/// A flag's value berth cannot use (exit 2, like clap's own usage errors).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<Usage>()
+        || e.is::<berth_engine::seccomp::ProfileError>()
+        || e.is::<berth_engine::ulimit::UlimitError>()
+        || e.is::<berth_engine::init::InitError>()
+}
+
 pub fn code(e: &anyhow::Error) -> i32 {
     use berth_engine::ContainerError as C;
     for cause in e.chain() {
+        if usage(cause) {
+            return USAGE;
+        }
         if let Some(c) = cause.downcast_ref::<C>() {
             match c {
                 C::Image(i) => return image(i).unwrap_or(1),

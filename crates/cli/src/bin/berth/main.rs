@@ -7,6 +7,7 @@ mod image;
 mod lifecycle;
 mod logs;
 mod progress;
+mod security;
 mod volume;
 
 use clap::{Parser, Subcommand};
