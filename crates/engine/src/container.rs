@@ -331,12 +331,16 @@ impl Engine {
         let ports = crate::network::prepare(&self.network, &rec.id, &dir, &config, &mut so)?;
         let spec = spec::build(&config, &rootfs, &so)?;
         let path = dir.join("config.json");
-        std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&spec)
-                .map_err(|e| io("encode", &path)(std::io::Error::other(e)))?,
-        )
-        .map_err(io("write", &path))?;
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| io("encode", &path)(std::io::Error::other(e)))?;
+        std::fs::write(&path, &bytes).map_err(io("write", &path))?;
+        // The bundle lives in the run root, which a reboot empties; this copy brings it
+        // back on the next start.
+        let keep = self.persistent_config(&rec.id);
+        if let Some(p) = keep.parent() {
+            std::fs::create_dir_all(p).map_err(io("create", p))?;
+        }
+        std::fs::write(&keep, &bytes).map_err(io("write", &keep))?;
         let mut rec = rec.clone();
         if rec.life.stop_signal.is_none() {
             rec.life.stop_signal = config.config.stop_signal.clone();
@@ -367,6 +371,10 @@ impl Engine {
         attach: Option<crate::lifecycle::Attach>,
     ) -> Result<(Container, Option<i32>), ContainerError> {
         let (rec, _) = self.create(o)?;
+        let signals = match attach {
+            Some(_) => Some(crate::lifecycle::Forwarded::block()?),
+            None => None,
+        };
         let started = self
             .start_monitor(&rec, false, attach)
             .and_then(|mut m| m.started().map(|_| m));
@@ -381,10 +389,10 @@ impl Engine {
                 return Err(e);
             }
         };
-        if attach.is_none() {
+        let Some(signals) = signals else {
             return Ok((rec, None));
-        }
-        let code = m.exited_forwarding(self, &rec.id)?;
+        };
+        let code = m.exited_forwarding(self, &rec.id, &signals)?;
         Ok((rec, Some(code)))
     }
 

@@ -62,6 +62,40 @@ pub struct Attach {
     pub stdin: bool,
 }
 
+/// Signals blocked for forwarding to a foreground container; unblocked on drop.
+pub struct Forwarded {
+    fd: std::os::fd::OwnedFd,
+    old: berth_sys::signal::SigSet,
+}
+
+impl Forwarded {
+    pub fn block() -> Result<Forwarded, ContainerError> {
+        let errno = |e: berth_sys::Errno| {
+            io("block signals", "run")(std::io::Error::from_raw_os_error(e.raw_os_error()))
+        };
+        let mut set = berth_sys::signal::SigSet::empty();
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            set.add(s);
+        }
+        let old = berth_sys::signal::set_mask(&set).map_err(errno)?;
+        let fd = berth_sys::signal::signalfd(&set).map_err(errno)?;
+        Ok(Forwarded { fd, old })
+    }
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        let _ = berth_sys::signal::set_mask(&self.old);
+    }
+}
+
 /// The line to a monitor this process started.
 pub struct MonitorHandle {
     /// Read a byte at a time: the lines are few and short, and nothing may sit in a
@@ -97,25 +131,16 @@ impl MonitorHandle {
     }
 
     /// [`exited`](Self::exited), forwarding the signals this process gets (Ctrl-C,
-    /// SIGTERM, ...) to the container meanwhile, as `docker run` does.
-    pub fn exited_forwarding(&mut self, engine: &Engine, id: &str) -> Result<i32, ContainerError> {
+    /// SIGTERM, ...) to the container meanwhile, as `docker run` does. The signals were
+    /// blocked (by `signals`) before the monitor started, so none is lost in between.
+    pub fn exited_forwarding(
+        &mut self,
+        engine: &Engine,
+        id: &str,
+        signals: &Forwarded,
+    ) -> Result<i32, ContainerError> {
         use rustix::event::{poll, PollFd, PollFlags};
-        let errno = |e: berth_sys::Errno| {
-            io("signals for", id)(std::io::Error::from_raw_os_error(e.raw_os_error()))
-        };
-        let mut set = berth_sys::signal::SigSet::empty();
-        for s in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
-            set.add(s);
-        }
-        let old = berth_sys::signal::set_mask(&set).map_err(errno)?;
-        let sigfd = berth_sys::signal::signalfd(&set).map_err(errno)?;
+        let sigfd = &signals.fd;
         let res = loop {
             let mut fds = [
                 PollFd::new(&self.ready, PollFlags::IN),
@@ -135,7 +160,6 @@ impl MonitorHandle {
                 break self.exited();
             }
         };
-        let _ = berth_sys::signal::set_mask(&old);
         res
     }
 
@@ -200,6 +224,10 @@ pub enum Next {
 impl Engine {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id).join("ctr.log")
+    }
+
+    pub(crate) fn persistent_config(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id).join("config.json")
     }
 
     /// The exit file the monitor writes when it reaps the init: code and time (seconds).
@@ -360,6 +388,11 @@ impl Engine {
         if berth_runtime::state::dir(&rt, &c.id).exists() {
             berth_runtime::container::delete(&rt, &c.id, true)?;
         }
+        let bundle = self.dir(&c.id).join("config.json");
+        if !bundle.exists() {
+            let keep = self.persistent_config(&c.id);
+            std::fs::copy(&keep, &bundle).map_err(io("restore the bundle from", &keep))?;
+        }
         self.mount_rootfs(&c.id)?;
         self.ensure_mounted(c)?;
         crate::network::attach(&self.network, c, &self.dir(&c.id))?;
@@ -419,6 +452,10 @@ impl Engine {
     /// run's resources, records the exit, removes an `--rm` container, and applies the
     /// restart policy.
     pub fn cleanup(&self, id: &str, code: i32) -> Result<Next, ContainerError> {
+        self.finish(id, code, true)
+    }
+
+    fn finish(&self, id: &str, code: i32, apply_policy: bool) -> Result<Next, ContainerError> {
         let Some(c) = self.raw(id)? else {
             return Ok(Next::Done);
         };
@@ -434,7 +471,8 @@ impl Engine {
         } else {
             c.life.restart_count
         };
-        let again = restart::should_restart(c.life.restart, code, count, c.life.stopped_by_user);
+        let again = apply_policy
+            && restart::should_restart(c.life.restart, code, count, c.life.stopped_by_user);
         self.update(id, |c| {
             c.exit_code = Some(code);
             c.finished = Some(now());
@@ -586,6 +624,56 @@ impl Engine {
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Engine {
+    /// `system recover` (at boot, or by hand): containers whose monitor is gone — a
+    /// reboot, a killed monitor — are cleaned up and recorded as exited; those whose
+    /// restart policy says so (`always`, and `unless-stopped` unless a user stopped
+    /// them) are started again. Returns the names started.
+    pub fn recover(&self) -> Result<Vec<String>, ContainerError> {
+        let mut started = vec![];
+        let mut first = None;
+        for c in self.list()? {
+            let raw = self.raw(&c.id)?;
+            let Some(raw) = raw else { continue };
+            let orphaned = matches!(
+                raw.status,
+                Status::Running | Status::Restarting | Status::Created
+            ) && self.monitor_pid(&c.id).is_none();
+            if !orphaned {
+                continue;
+            }
+            let code = self.exit_file(&c.id).map_or(255, |(code, _)| code);
+            if raw.status != Status::Created
+                || berth_runtime::state::dir(&self.runtime_root(), &c.id).exists()
+            {
+                let rt = self.runtime_root();
+                let _ = berth_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
+                self.wait_init_gone(&c.id, Duration::from_secs(5));
+                // The exit is recorded here; the boot policy (below) decides restarts.
+                if let Err(e) = self.finish(&c.id, code, false) {
+                    first.get_or_insert(e);
+                    continue;
+                }
+            }
+            if restart::starts_on_boot(raw.life.restart, raw.life.stopped_by_user) {
+                match self
+                    .start_monitor(&raw, false, None)
+                    .and_then(|mut m| m.started())
+                {
+                    Ok(_) => started.push(raw.name.clone()),
+                    Err(e) => {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first {
+            Some(e) if started.is_empty() => Err(e),
+            _ => Ok(started),
         }
     }
 }

@@ -347,8 +347,19 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
     })
 }
 
+/// Bad flag values are usage errors (exit 2), refused before anything is made.
+fn checked_options(a: &RunArgs) -> Result<RunOptions> {
+    run_options(a).map_err(|e| {
+        if crate::exit::code(&e) == 1 {
+            crate::exit::Usage(format!("{e:#}")).into()
+        } else {
+            e
+        }
+    })
+}
+
 pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
-    let opts = run_options(a)?;
+    let opts = checked_options(a)?;
     let engine = engine(cli)?;
     ensure_image(cli, &engine, &a.image, a.pull)?;
     if a.detach {
@@ -367,7 +378,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
 
 /// `create`: the container and its monitor, with the init waiting for `start`.
 pub fn create(cli: &Cli, a: &RunArgs) -> Result<i32> {
-    let opts = run_options(a)?;
+    let opts = checked_options(a)?;
     let engine = engine(cli)?;
     ensure_image(cli, &engine, &a.image, a.pull)?;
     let (c, _) = engine.create(&opts)?;

@@ -88,9 +88,10 @@ pub fn start(cli: &Cli, a: &StartArgs) -> Result<i32> {
         if a.containers.len() != 1 {
             bail!("start --attach takes one container");
         }
+        let signals = berth_engine::lifecycle::Forwarded::block()?;
         let (c, m) = engine.start(&a.containers[0], Some(Attach { stdin: false }))?;
         return match m {
-            Some(mut m) => Ok(m.exited_forwarding(&engine, &c.id)?),
+            Some(mut m) => Ok(m.exited_forwarding(&engine, &c.id, &signals)?),
             // A created container's init was released: follow its log instead.
             None => crate::logs::follow_until_exit(&engine, &c.id),
         };

@@ -8,6 +8,7 @@ mod lifecycle;
 mod logs;
 mod progress;
 mod security;
+mod system;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -75,6 +76,9 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     /// Print a container's output.
     Logs(logs::LogsArgs),
+    /// Host-wide upkeep.
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// Run by the monitor (not for people).
     #[command(subcommand, hide = true)]
     Internal(lifecycle::Internal),
@@ -135,6 +139,7 @@ fn main() {
         Command::Wait(a) => lifecycle::wait(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
         Command::Internal(i) => lifecycle::internal(&cli, i),
+        Command::System(c) => system::system(&cli, c),
         Command::Ps(a) => container::ps(&cli, a),
         Command::Rm(a) => container::rm(&cli, a),
         Command::Pull(a) => image::pull(&cli, a).map(|()| 0),

@@ -1,0 +1,391 @@
+//! Containers under their monitor: `run -d`, logs, stop/start/restart/kill/wait,
+//! create + start -a, restart policies, log rotation, a killed monitor, a reboot.
+
+mod common;
+
+use common::host::Host;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn json(h: &Host, name: &str) -> serde_json::Value {
+    let o = h.berth(&["ps", "-a", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("ps json");
+    v.as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn run_d(h: &Host, name: &str, flags: &[&str], cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+    args.extend_from_slice(flags);
+    args.push(&h.image);
+    args.extend_from_slice(cmd);
+    let o = h.berth(&args);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim().len(), 64, "prints the id: {}", o.stdout);
+}
+
+fn monitors(h: &Host) -> usize {
+    let o = Command::new("pgrep")
+        .args(["-f", &format!("berth-monitor.*{}", h.dir.path().display())])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+#[test]
+fn detached_logs_stop_start_kill_wait() {
+    let Some(h) = Host::new() else { return };
+    run_d(
+        &h,
+        "tick",
+        &[],
+        &["sh", "-c", "echo start; echo oops >&2; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"],
+    );
+    assert_eq!(json(&h, "tick")["status"], "running");
+    assert_eq!(monitors(&h), 1);
+    wait_for("three ticks", || {
+        h.berth(&["logs", "tick"]).stdout.contains("tick 2")
+    });
+    let o = h.berth(&["logs", "tick"]);
+    assert!(o.stdout.starts_with("start\ntick 0\n"), "{}", o.stdout);
+    assert_eq!(o.stderr, "oops\n", "stderr stays stderr");
+    let o = h.berth(&["logs", "--tail", "1", "-t", "tick"]);
+    assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("20") && o.stdout.contains("Z tick "),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        h.berth(&["logs", "--since", "1h", "tick"])
+            .stdout
+            .lines()
+            .next(),
+        Some("start")
+    );
+    assert_eq!(h.berth(&["logs", "--until", "1h", "tick"]).stdout, "");
+    assert_ne!(h.berth(&["logs", "--since", "yesterday", "tick"]).code, 0);
+
+    // sh as PID 1 ignores SIGTERM: stop waits its timeout, then SIGKILL.
+    let t = Instant::now();
+    let o = h.berth(&["stop", "-t", "1", "tick"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    let c = json(&h, "tick");
+    assert_eq!(
+        (c["status"].as_str(), c["exit_code"].as_i64()),
+        (Some("exited"), Some(137))
+    );
+    assert_eq!(monitors(&h), 0, "the monitor leaves with its container");
+    let before = h.berth(&["logs", "tick"]).stdout.lines().count();
+    assert!(before > 3, "logs survive the exit");
+
+    // start again: a new monitor; the log goes on.
+    assert_eq!(h.berth(&["start", "tick"]).code, 0);
+    assert_eq!(json(&h, "tick")["status"], "running");
+    wait_for("more output", || {
+        h.berth(&["logs", "tick"]).stdout.lines().count() > before + 2
+    });
+    // kill -s and wait print the code.
+    let mut w = h
+        .cmd()
+        .args(["wait", "tick"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wait");
+    // (An init ignores signals it has no handler for, except KILL.)
+    assert_eq!(h.berth(&["kill", "tick"]).code, 0);
+    let o = w.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "137\n");
+    assert_ne!(h.berth(&["kill", "tick"]).code, 0, "not running");
+    assert_ne!(h.berth(&["kill", "-s", "NOPE", "tick"]).code, 0);
+
+    // A handled stop signal: the program exits by itself with its own code.
+    run_d(
+        &h,
+        "polite",
+        &["--stop-signal", "USR2"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 9' USR2; while true; do sleep 0.1; done",
+        ],
+    );
+    let o = h.berth(&["restart", "polite"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(json(&h, "polite")["status"], "running");
+    assert_eq!(h.berth(&["stop", "polite"]).code, 0);
+    assert_eq!(json(&h, "polite")["exit_code"], 9);
+    assert_eq!(h.berth(&["rm", "tick", "polite"]).code, 0);
+    h.assert_clean();
+}
+
+#[test]
+fn create_then_start_attach_and_foreground_stdio() {
+    let Some(h) = Host::new() else { return };
+    let o = h.berth(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "later",
+        &h.image,
+        "sh",
+        "-c",
+        "echo from-later; exit 5",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(json(&h, "later")["status"], "created");
+    let o = h.berth(&["start", "-a", "later"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (5, "from-later\n"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(h.berth(&["logs", "later"]).stdout, "from-later\n");
+    // start -a of an exited container runs it again under a new monitor.
+    let o = h.berth(&["start", "-a", "later"]);
+    assert_eq!((o.code, o.stdout.as_str()), (5, "from-later\n"));
+
+    // -i: stdin reaches the container; output without a final newline stays so.
+    let mut c = h
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            &h.image,
+            "sh",
+            "-c",
+            "tr a-z A-Z; printf end",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello\n")
+        .expect("write");
+    let o = c.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "HELLO\nend");
+    // Without -i stdin is empty.
+    let o = h.run(&["--network", "none"], &["sh", "-c", "cat; echo done"]);
+    assert_eq!(o.stdout, "done\n");
+    // -d -i: an open, empty stdin keeps `cat` running.
+    run_d(&h, "cat", &["-i"], &["cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(json(&h, "cat")["status"], "running");
+
+    // Foreground: a signal to the CLI goes to the container.
+    let c = h
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &h.image,
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = c.id() as i32;
+    let mut out = c.stdout.expect("stdout");
+    let mut buf = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut buf).expect("ready");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill");
+    let status = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    )
+    .expect("waitpid")
+    .expect("status");
+    assert_eq!(status.1.exit_status(), Some(42));
+
+    // A program that cannot start: docker's codes, a clear message.
+    let o = h.run(&["--network", "none"], &["/no/such/program"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    assert!(o.stderr.contains("/no/such/program"), "{}", o.stderr);
+    assert_eq!(h.berth(&["rm", "-f", "later", "cat"]).code, 0);
+    h.assert_clean();
+}
+
+#[test]
+fn restart_policies_and_rm() {
+    let Some(h) = Host::new() else { return };
+    run_d(
+        &h,
+        "fails",
+        &["--restart", "on-failure:2"],
+        &["sh", "-c", "echo run; exit 3"],
+    );
+    wait_for("two restarts", || {
+        let c = json(&h, "fails");
+        c["status"] == "exited" && c["restart_count"] == 2
+    });
+    assert_eq!(h.berth(&["logs", "fails"]).stdout, "run\nrun\nrun\n");
+    assert_eq!(json(&h, "fails")["exit_code"], 3);
+
+    // always: a container that exits is started again, until stop.
+    run_d(
+        &h,
+        "again",
+        &["--restart", "always"],
+        &["sh", "-c", "echo up; sleep 0.2"],
+    );
+    wait_for("a restart", || {
+        h.berth(&["logs", "again"]).stdout.lines().count() >= 2
+    });
+    assert_eq!(h.berth(&["stop", "-t", "1", "again"]).code, 0);
+    std::thread::sleep(Duration::from_millis(700));
+    let c = json(&h, "again");
+    assert_eq!(c["status"], "exited", "stop suspends the policy: {c}");
+    assert_eq!(monitors(&h), 0);
+
+    // --rm with -d: gone once it exits; --rm and --restart conflict.
+    run_d(&h, "gone", &["--rm"], &["true"]);
+    wait_for("removal", || json(&h, "gone").is_null());
+    let o = h.berth(&["run", "-d", "--rm", "--restart", "always", &h.image, "true"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let o = h.berth(&["run", "-d", "--restart", "sometimes", &h.image, "true"]);
+    assert_ne!(o.code, 0);
+
+    // Rotation: max-size and max-file bound what is kept.
+    run_d(
+        &h,
+        "chatty",
+        &["--log-opt", "max-size=2k", "--log-opt", "max-file=2"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(h.berth(&["wait", "chatty"]).stdout, "0\n");
+    let id = json(&h, "chatty")["id"].as_str().expect("id").to_string();
+    let dir = h.dir.path().join("root/containers").join(&id);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("log dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ctr.log"))
+        .map(|e| e.metadata().expect("meta").len())
+        .collect();
+    assert_eq!(files.len(), 2, "current and one rotated");
+    assert!(files.iter().all(|&n| n <= 2048), "{files:?}");
+    let o = h.berth(&["logs", "chatty"]);
+    assert!(o.stdout.ends_with("line 399\n"), "{}", o.stdout);
+    assert!(!o.stdout.contains("line 0\n"), "rotated away");
+    assert_eq!(h.berth(&["rm", "fails", "again", "chatty"]).code, 0);
+    h.assert_clean();
+}
+
+#[test]
+fn killed_monitor_and_a_reboot_are_recovered() {
+    let Some(h) = Host::new() else { return };
+    run_d(&h, "keep", &["--restart", "always"], &["sleep", "1000"]);
+    run_d(&h, "plain", &[], &["sleep", "1000"]);
+    run_d(
+        &h,
+        "stopped",
+        &["--restart", "unless-stopped"],
+        &["sleep", "1000"],
+    );
+    assert_eq!(h.berth(&["stop", "-t", "0", "stopped"]).code, 0);
+    // A "reboot": every process of it killed, the run root's mounts and files gone.
+    let root = h.dir.path().display().to_string();
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", &format!("berth-monitor.*{root}")])
+        .status();
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", "sleep 1000"])
+        .status();
+    let run = h.dir.path().join("run");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&run.display().to_string()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH);
+    }
+    std::fs::remove_dir_all(&run).expect("empty the run root");
+    for n in ["keep", "plain", "stopped"] {
+        assert_eq!(json(&h, n)["status"], "exited", "{n} after the reboot");
+    }
+    let o = h.berth(&["system", "recover"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "keep\n"), "{}", o.stderr);
+    assert_eq!(json(&h, "keep")["status"], "running");
+    assert_eq!(json(&h, "plain")["status"], "exited");
+    assert_eq!(h.berth(&["start", "plain"]).code, 0);
+    assert_eq!(json(&h, "plain")["status"], "running");
+    assert_eq!(h.berth(&["rm", "-f", "keep", "plain", "stopped"]).code, 0);
+    assert_eq!(monitors(&h), 0);
+    h.assert_clean();
+}
+
+#[test]
+fn httpd_detached_with_a_published_port() {
+    let Some(h) = Host::new() else { return };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let p = format!("{port}:80");
+    let o = h.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &p,
+        &h.image,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-from-berth > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let mut body = String::new();
+    wait_for("httpd", || {
+        use std::io::Read;
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        body.clear();
+        let _ = s.read_to_string(&mut body);
+        body.contains("hello-from-berth")
+    });
+    assert_eq!(h.berth(&["rm", "-f", "web"]).code, 0);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port released"
+    );
+    h.assert_clean();
+}
