@@ -37,8 +37,12 @@ pub struct ExecOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecOutcome {
     /// Still running (`detach`, or a terminal the caller proxies); our child.
-    Started { pid: i32 },
-    Exited { code: i32 },
+    Started {
+        pid: i32,
+    },
+    Exited {
+        code: i32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +83,9 @@ impl Engine {
             // The program could not be started (not found, not executable, bad cwd):
             // docker's 126/127, which the CLI derives from the message.
             Err(berth_runtime::Error::Spawn(e)) => Err(ContainerError::StartFailed(e.to_string())),
-            Err(berth_runtime::Error::WrongStatus { .. } | berth_runtime::Error::NotRunning { .. }) => {
-                Err(ContainerError::NotRunning(c.name))
-            }
+            Err(
+                berth_runtime::Error::WrongStatus { .. } | berth_runtime::Error::NotRunning { .. },
+            ) => Err(ContainerError::NotRunning(c.name)),
             Err(e) => Err(e.into()),
         }
     }

@@ -197,7 +197,8 @@ impl Engine {
             }
         }
         let mut networks = Map::new();
-        let mut primary = json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
+        let mut primary =
+            json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
         if let NetworkMode::Network(name) = &c.network {
             let cfg = &self.network;
             let addr = berth_network::cache::read(&cfg.cache_dir(), name, &c.id, &cfg.ifname)
@@ -289,7 +290,10 @@ fn host_config(c: &Container, spec: &Value) -> Value {
     if c.life.log_max_size > 0 {
         log.insert("max-size".into(), json!(c.life.log_max_size.to_string()));
     }
-    log.insert("max-file".into(), json!(c.life.log_max_files.max(1).to_string()));
+    log.insert(
+        "max-file".into(),
+        json!(c.life.log_max_files.max(1).to_string()),
+    );
     let caps = &spec["process"]["capabilities"]["bounding"];
     json!({
         "NetworkMode": c.network.to_string(),

@@ -69,7 +69,11 @@ impl Engine {
     pub fn container_prune(&self) -> Result<Pruned, ContainerError> {
         let mut out = Pruned::default();
         let mut first_err = None;
-        for c in self.list()?.into_iter().filter(|c| c.status == Status::Exited) {
+        for c in self
+            .list()?
+            .into_iter()
+            .filter(|c| c.status == Status::Exited)
+        {
             let size = self.container_size(&c.id);
             match self
                 .remove(&c.id, false)

@@ -33,6 +33,7 @@ pub struct Usage {
     pub id: String,
     pub name: String,
     /// 100 is one CPU busy for the whole interval.
+    #[serde(rename = "CPUPerc")]
     pub cpu_perc: f64,
     pub mem_usage: u64,
     pub mem_limit: u64,

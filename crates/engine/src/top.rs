@@ -27,18 +27,16 @@ impl Engine {
         if c.status != Status::Running {
             return Err(ContainerError::NotRunning(c.name));
         }
-        let mut pids = berth_runtime::container::pids(&self.runtime_root(), &c.id).map_err(
-            |e| match e {
+        let mut pids =
+            berth_runtime::container::pids(&self.runtime_root(), &c.id).map_err(|e| match e {
                 berth_runtime::Error::NotRunning { .. } => {
                     ContainerError::NotRunning(c.name.clone())
                 }
                 e => e.into(),
-            },
-        )?;
+            })?;
         pids.sort_unstable();
-        let passwd =
-            crate::user::read_in_root(&self.dir(&c.id).join("rootfs"), "/etc/passwd")
-                .unwrap_or_default();
+        let passwd = crate::user::read_in_root(&self.dir(&c.id).join("rootfs"), "/etc/passwd")
+            .unwrap_or_default();
         let ticks = rustix::param::clock_ticks_per_second().max(1);
         // A process may exit between the listing and the read: it is left out.
         Ok(pids

@@ -119,12 +119,10 @@ fn detached(engine: &berth_engine::Engine, key: &str, opts: &ExecOptions) -> Res
         .open("/dev/null")
         .context("opening /dev/null")?;
     let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 3).context("dup of stderr")?;
-    let redirect = |()| -> rustix::io::Result<()> {
-        rustix::stdio::dup2_stdin(&null)?;
-        rustix::stdio::dup2_stdout(&null)?;
-        rustix::stdio::dup2_stderr(&null)
-    };
-    redirect(()).context("stdio to /dev/null")?;
+    rustix::stdio::dup2_stdin(&null)
+        .and_then(|()| rustix::stdio::dup2_stdout(&null))
+        .and_then(|()| rustix::stdio::dup2_stderr(&null))
+        .context("stdio to /dev/null")?;
     let res = engine.exec(key, opts);
     let _ = berth_sys::fd::dup_onto(saved.as_raw_fd(), 2);
     res?;

@@ -71,7 +71,8 @@ fn find(engine: &Engine, name: &str, kind: Option<Kind>) -> Result<Value> {
                     }
                 }
             }
-            Err(first.expect("three kinds were tried")
+            Err(first
+                .expect("three kinds were tried")
                 .context(format!("no container, image or volume {name:?}")))
         }
     }
@@ -138,7 +139,10 @@ mod tests {
     fn dotted_paths() {
         let v = json!({"State": {"Pid": 42, "Status": "running"}, "Args": ["a", "b"]});
         assert_eq!(super::field(&v, ".State.Pid"), Some(&json!(42)));
-        assert_eq!(super::field(&v, "{{ .State.Status }}"), Some(&json!("running")));
+        assert_eq!(
+            super::field(&v, "{{ .State.Status }}"),
+            Some(&json!("running"))
+        );
         assert_eq!(super::field(&v, ".Args.1"), Some(&json!("b")));
         assert_eq!(super::field(&v, ".Nope.X"), None);
         assert_eq!(super::show(&json!("running")), "running");

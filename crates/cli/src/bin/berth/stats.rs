@@ -101,7 +101,8 @@ pub fn stats(cli: &Cli, a: &StatsArgs) -> Result<i32> {
         }
         cs
     };
-    let clear = !a.no_stream && matches!(a.format, Format::Table) && std::io::stdout().is_terminal();
+    let clear =
+        !a.no_stream && matches!(a.format, Format::Table) && std::io::stdout().is_terminal();
     let mut prev = sample(&engine, &containers);
     let mut interval = Duration::from_millis(500);
     loop {

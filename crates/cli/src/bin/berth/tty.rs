@@ -238,7 +238,9 @@ fn proxy(master: &OwnedFd, pid: Pid, signals: &Signals, interactive: bool) -> Re
                 match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
                     Ok(Some((_, s))) => break s,
                     Ok(None) | Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => return Err(std::io::Error::from(e)).context("waiting for the process"),
+                    Err(e) => {
+                        return Err(std::io::Error::from(e)).context("waiting for the process")
+                    }
                 }
             };
             Ok(exit_code(s))
