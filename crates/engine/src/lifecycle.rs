@@ -409,7 +409,7 @@ impl Engine {
             first.get_or_insert(e.into());
         }
         let _ = rustix::mount::unmount(
-            &self.dir(&c.id).join("rootfs"),
+            self.dir(&c.id).join("rootfs"),
             rustix::mount::UnmountFlags::DETACH,
         );
         first.map_or(Ok(()), Err)
@@ -578,12 +578,11 @@ impl Engine {
                 return Ok(c.exit_code.unwrap_or(0));
             };
             let now = self.refresh(now);
-            if now.status == Status::Exited {
-                if self.monitor_pid(&c.id).is_none()
-                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited)
-                {
-                    return Ok(now.exit_code.unwrap_or(-1));
-                }
+            if now.status == Status::Exited
+                && (self.monitor_pid(&c.id).is_none()
+                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited))
+            {
+                return Ok(now.exit_code.unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
