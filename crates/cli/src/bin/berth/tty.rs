@@ -94,12 +94,15 @@ const FORWARDED: [i32; 6] = [
 const VEOF: u8 = 0x04;
 
 pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -> Result<i32> {
-    // Short: a unix socket path has 108 bytes at most.
+    // A unix socket path has 108 bytes at most: beside the run root's top, or in the
+    // temporary directory when even that is too deep.
     std::fs::create_dir_all(&engine.runroot)
         .with_context(|| format!("creating {}", engine.runroot.display()))?;
-    let path = engine
-        .runroot
-        .join(format!("exec-{}.sock", std::process::id()));
+    let name = format!("berth-exec-{}.sock", std::process::id());
+    let mut path = engine.runroot.join(&name);
+    if path.as_os_str().len() >= 100 {
+        path = std::env::temp_dir().join(&name);
+    }
     let _ = std::fs::remove_file(&path);
     let listener =
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
