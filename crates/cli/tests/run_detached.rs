@@ -100,7 +100,7 @@ fn detached_logs_stop_start_kill_wait() {
         h.berth(&["logs", "tick"]).stdout.lines().count() > before + 2
     });
     // kill -s and wait print the code.
-    let mut w = h
+    let w = h
         .cmd()
         .args(["wait", "tick"])
         .stdout(Stdio::piped())
@@ -195,7 +195,7 @@ fn create_then_start_attach_and_foreground_stdio() {
     assert_eq!(json(&h, "cat")["status"], "running");
 
     // Foreground: a signal to the CLI goes to the container.
-    let c = h
+    let mut c = h
         .cmd()
         .args([
             "run",
@@ -210,22 +210,15 @@ fn create_then_start_attach_and_foreground_stdio() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let pid = c.id() as i32;
-    let mut out = c.stdout.expect("stdout");
+    let mut out = c.stdout.take().expect("stdout");
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut buf).expect("ready");
     rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Pid::from_raw(c.id() as i32).expect("pid"),
         rustix::process::Signal::TERM,
     )
     .expect("kill");
-    let status = rustix::process::waitpid(
-        rustix::process::Pid::from_raw(pid),
-        rustix::process::WaitOptions::empty(),
-    )
-    .expect("waitpid")
-    .expect("status");
-    assert_eq!(status.1.exit_status(), Some(42));
+    assert_eq!(c.wait().expect("wait").code(), Some(42));
 
     // A program that cannot start: docker's codes, a clear message.
     let o = h.run(&["--network", "none"], &["/no/such/program"]);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub(crate) const CONTAINERS: Table = Table::new("containers");
-const NAMES: Table = Table::new("container_names");
+pub(crate) const NAMES: Table = Table::new("container_names");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +69,8 @@ pub enum ContainerError {
     Volume(#[from] crate::volume::VolumeError),
     #[error(transparent)]
     Network(#[from] crate::network::ContainerNetworkError),
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
     #[error("the name {0:?} is already in use by container {1}")]
     NameInUse(String, String),
     #[error("container {0:?} not found")]
@@ -131,7 +133,7 @@ fn new_id() -> Result<String, ContainerError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn valid_name(n: &str) -> bool {
+pub(crate) fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()

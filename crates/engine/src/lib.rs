@@ -10,18 +10,25 @@
 pub mod container;
 mod container_volumes;
 pub mod copy_up;
+pub mod exec;
 pub mod init;
+pub mod inspect;
 pub mod lifecycle;
 pub mod mounts;
 pub mod network;
+pub mod prune;
+mod rename;
 pub mod restart;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
+pub mod top;
 pub mod ulimit;
 pub mod user;
 pub mod volume;
 
 pub use container::{Container, ContainerError, Engine, RunOptions, Status};
 pub use container_volumes::Attached;
+pub use exec::{ExecOptions, ExecOutcome};
 pub use lifecycle::{Attach, Helpers, Life, Next};
 pub use restart::RestartPolicy;

@@ -152,7 +152,7 @@ impl MonitorHandle {
                 Err(e) => break Err(io("poll for", id)(e.into())),
             }
             if !fds[1].revents().is_empty() {
-                if let Ok(sig) = berth_sys::signal::read_signal(&sigfd) {
+                if let Ok(sig) = berth_sys::signal::read_signal(sigfd) {
                     let _ = berth_runtime::container::kill(&engine.runtime_root(), id, sig, false);
                 }
             }
@@ -442,7 +442,7 @@ impl Engine {
             first.get_or_insert(e.into());
         }
         let _ = rustix::mount::unmount(
-            &self.dir(&c.id).join("rootfs"),
+            self.dir(&c.id).join("rootfs"),
             rustix::mount::UnmountFlags::DETACH,
         );
         first.map_or(Ok(()), Err)
@@ -616,12 +616,11 @@ impl Engine {
                 return Ok(c.exit_code.unwrap_or(0));
             };
             let now = self.refresh(now);
-            if now.status == Status::Exited {
-                if self.monitor_pid(&c.id).is_none()
-                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited)
-                {
-                    return Ok(now.exit_code.unwrap_or(-1));
-                }
+            if now.status == Status::Exited
+                && (self.monitor_pid(&c.id).is_none()
+                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited))
+            {
+                return Ok(now.exit_code.unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -101,7 +101,7 @@ pub enum SpecError {
 
 /// Capabilities this process may pass on: its bounding set (some hosts and VMs lack some,
 /// e.g. CAP_SYS_RESOURCE). `--privileged` and `--cap-add ALL` mean these, as with podman.
-fn host_caps() -> Vec<String> {
+pub(crate) fn host_caps() -> Vec<String> {
     let bnd = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

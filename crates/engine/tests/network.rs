@@ -57,6 +57,8 @@ fn record(id: &str, network: NetworkMode, ports: Vec<PortMapping>) -> Container 
         finished: None,
         auto_remove: false,
         labels: vec![],
+        life: Default::default(),
+        volumes: vec![],
         network,
         ports,
         hostname: "enet".into(),

@@ -78,6 +78,7 @@ pub fn code(e: &anyhow::Error) -> i32 {
                 C::Network(n) if n.is_port_conflict() => return CONFLICT,
                 C::Network(n) if n.is_not_found() => return NOT_FOUND,
                 C::Network(n) if n.is_usage() => return USAGE,
+                C::Exec(_) | C::BadName(_) => return USAGE,
                 _ => {}
             }
         }

@@ -340,7 +340,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn inspect_json(images: &Images, r: &ImageRecord) -> Result<serde_json::Value> {
+pub(crate) fn inspect_json(images: &Images, r: &ImageRecord) -> Result<serde_json::Value> {
     let config: serde_json::Value = serde_json::from_slice(&images.content.read(&r.id)?)?;
     Ok(serde_json::json!({
         "Id": r.id,

@@ -2,13 +2,19 @@
 //! and output only; images live in berth-image, containers (next) in the engine.
 
 mod container;
+mod container_cmd;
+mod exec;
 mod exit;
 mod image;
+mod inspect;
 mod lifecycle;
 mod logs;
 mod progress;
 mod security;
+mod stats;
 mod system;
+mod top;
+mod tty;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -76,9 +82,6 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     /// Print a container's output.
     Logs(logs::LogsArgs),
-    /// Host-wide upkeep.
-    #[command(subcommand)]
-    System(system::SystemCommand),
     /// Run by the monitor (not for people).
     #[command(subcommand, hide = true)]
     Internal(lifecycle::Internal),
@@ -110,6 +113,22 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Show containers, images or volumes in detail (JSON).
+    Inspect(inspect::InspectArgs),
+    /// List a container's processes.
+    Top(top::TopArgs),
+    /// Show containers' resource use.
+    Stats(stats::StatsArgs),
+    /// Rename a container.
+    Rename(container_cmd::RenameArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(container_cmd::ContainerCommand),
+    /// Disk use and pruning.
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 fn main() {
@@ -139,7 +158,6 @@ fn main() {
         Command::Wait(a) => lifecycle::wait(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
         Command::Internal(i) => lifecycle::internal(&cli, i),
-        Command::System(c) => system::system(&cli, c),
         Command::Ps(a) => container::ps(&cli, a),
         Command::Rm(a) => container::rm(&cli, a),
         Command::Pull(a) => image::pull(&cli, a).map(|()| 0),
@@ -153,6 +171,13 @@ fn main() {
         Command::Login(a) => image::login(&cli, a).map(|()| 0),
         Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
         Command::Volume(c) => volume::volume(&cli, c),
+        Command::Exec(a) => exec::exec(&cli, a),
+        Command::Inspect(a) => inspect::inspect(&cli, a),
+        Command::Top(a) => top::top(&cli, a),
+        Command::Stats(a) => stats::stats(&cli, a),
+        Command::Rename(a) => container_cmd::rename(&cli, a),
+        Command::Container(c) => container_cmd::container(&cli, c),
+        Command::System(c) => system::system(&cli, c),
     };
     match res {
         Ok(code) => std::process::exit(code),

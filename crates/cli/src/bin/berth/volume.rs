@@ -144,7 +144,7 @@ fn create(cli: &Cli, a: &CreateArgs) -> Result<i32> {
 }
 
 /// docker's inspect shape.
-fn describe(engine: &Engine, v: &Volume) -> Value {
+pub(crate) fn describe(engine: &Engine, v: &Volume) -> Value {
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.created);
     let options: BTreeMap<&str, String> = v
         .size
