@@ -382,3 +382,28 @@ fn httpd_detached_with_a_published_port() {
     );
     h.assert_clean();
 }
+
+#[test]
+fn run_it_gives_the_container_a_terminal() {
+    let Some(h) = Host::new() else { return };
+    // script(1) gives the CLI a terminal of its own, as a person's shell would.
+    let line = format!(
+        "{} --root {} --runroot {} run -it --rm --network none {} sh -c 'tty; exit 3'",
+        common::host::berth(),
+        h.dir.path().join("root").display(),
+        h.dir.path().join("run").display(),
+        h.image
+    );
+    let o: common::Out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script")
+        .into();
+    assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("/dev/pts/0"), "{}", o.stdout);
+    // -t with -d is refused up front.
+    let o = h.berth(&["run", "-d", "-t", &h.image, "true"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    h.assert_clean();
+}

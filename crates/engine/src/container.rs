@@ -372,30 +372,40 @@ impl Engine {
         o: &RunOptions,
         attach: Option<crate::lifecycle::Attach>,
     ) -> Result<(Container, Option<i32>), ContainerError> {
-        let (rec, _) = self.create(o)?;
         let signals = match attach {
             Some(_) => Some(crate::lifecycle::Forwarded::block()?),
             None => None,
         };
+        let (rec, mut m) = self.run_started(o, attach)?;
+        let Some(signals) = signals else {
+            return Ok((rec, None));
+        };
+        let code = m.exited_forwarding(self, &rec.id, &signals)?;
+        Ok((rec, Some(code)))
+    }
+
+    /// The first half of `run`: create, start under a monitor, wait until the init
+    /// runs. A container that fails to start and was `--rm` is removed.
+    pub fn run_started(
+        &self,
+        o: &RunOptions,
+        attach: Option<crate::lifecycle::Attach>,
+    ) -> Result<(Container, crate::lifecycle::MonitorHandle), ContainerError> {
+        let (rec, _) = self.create(o)?;
         let started = self
             .start_monitor(&rec, false, attach)
             .and_then(|mut m| m.started().map(|_| m));
-        let mut m = match started {
-            Ok(m) => m,
+        match started {
+            Ok(m) => Ok((rec, m)),
             Err(e) => {
                 if o.auto_remove {
                     if let Ok(c) = self.remove(&rec.id, true) {
                         let _ = self.remove_anonymous_volumes(&c);
                     }
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let Some(signals) = signals else {
-            return Ok((rec, None));
-        };
-        let code = m.exited_forwarding(self, &rec.id, &signals)?;
-        Ok((rec, Some(code)))
+        }
     }
 
     /// Removes a container: its runtime state (killing it with `force`), rootfs mount,

@@ -57,9 +57,11 @@ pub struct Helpers {
 
 /// A foreground start: the container's stdin is ours (`-i`), its output comes to our
 /// stdout/stderr as well as the log.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Attach {
     pub stdin: bool,
+    /// `-t`: where the CLI receives the pty master (it proxies the terminal itself).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Signals blocked for forwarding to a foreground container; unblocked on drop.
@@ -298,6 +300,9 @@ impl Engine {
         use std::process::Stdio;
         match attach {
             Some(a) => {
+                if let Some(p) = &a.console_socket {
+                    cmd.arg("--console-socket").arg(p);
+                }
                 cmd.arg("--tee");
                 if a.stdin {
                     cmd.args(["--stdin", "inherit"]);
@@ -338,6 +343,7 @@ impl Engine {
         id: &str,
         create_only: bool,
         restart: bool,
+        console_socket: Option<&std::path::Path>,
     ) -> Result<i32, ContainerError> {
         let c = self
             .raw(id)?
@@ -348,7 +354,7 @@ impl Engine {
                 "restart cancelled: the container was stopped".into(),
             ));
         }
-        match self.start_init_inner(&c, create_only) {
+        match self.start_init_inner(&c, create_only, console_socket) {
             Ok(pid) => {
                 self.update(id, |c| {
                     c.status = if create_only {
@@ -383,7 +389,12 @@ impl Engine {
         }
     }
 
-    fn start_init_inner(&self, c: &Container, create_only: bool) -> Result<i32, ContainerError> {
+    fn start_init_inner(
+        &self,
+        c: &Container,
+        create_only: bool,
+        console_socket: Option<&std::path::Path>,
+    ) -> Result<i32, ContainerError> {
         let rt = self.runtime_root();
         if berth_runtime::state::dir(&rt, &c.id).exists() {
             berth_runtime::container::delete(&rt, &c.id, true)?;
@@ -401,7 +412,7 @@ impl Engine {
             id: c.id.clone(),
             bundle: self.dir(&c.id),
             pid_file: None,
-            console_socket: None,
+            console_socket: console_socket.map(|p| p.to_path_buf()),
             no_pivot: false,
             preserve_fds: 0,
             launch: if create_only {

@@ -38,11 +38,14 @@ pub struct Config {
     pub create_only: bool,
     /// `berth` and its global flags, for `internal start` and `internal cleanup`.
     pub helper: Vec<OsString>,
+    /// `run -t` in the foreground: the first start's pty master goes to this socket
+    /// (the CLI's), which then carries the container's terminal itself.
+    pub console_socket: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: berth-monitor --id ID --log PATH --exit-file PATH --pid-file PATH \
 [--max-size BYTES] [--max-files N] [--ready-fd FD] [--tee] [--stdin null|inherit|pipe] \
-[--create-only] -- BERTH [FLAGS...]";
+[--create-only] [--console-socket PATH] -- BERTH [FLAGS...]";
 
 impl Config {
     pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Config, String> {
@@ -57,6 +60,7 @@ impl Config {
             stdin: StdinMode::Null,
             create_only: false,
             helper: vec![],
+            console_socket: None,
         };
         let value = |args: &mut dyn Iterator<Item = OsString>, flag: &str| {
             args.next()
@@ -78,6 +82,7 @@ impl Config {
                 "--max-files" => c.rotation.max_files = num(value(&mut args, &s)?)? as u32,
                 "--ready-fd" => c.ready_fd = Some(num(value(&mut args, &s)?)? as i32),
                 "--tee" => c.tee = true,
+                "--console-socket" => c.console_socket = Some(value(&mut args, &s)?.into()),
                 "--create-only" => c.create_only = true,
                 "--stdin" => {
                     c.stdin = match value(&mut args, &s)?.to_string_lossy().as_ref() {
@@ -238,6 +243,10 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
         let mut extra = vec![];
         if first && cfg.create_only {
             extra.push("--create-only".to_string());
+        }
+        if let (true, Some(p)) = (first, &cfg.console_socket) {
+            extra.push("--console-socket".to_string());
+            extra.push(p.to_string_lossy().into_owned());
         }
         if !first {
             extra.push("--restart".to_string());

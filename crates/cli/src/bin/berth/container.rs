@@ -276,7 +276,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone().unwrap_or_default(),
-        tty: false,
+        tty: a.tty,
         read_only: a.read_only,
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
@@ -308,8 +308,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
             a.restart
         );
     }
-    if a.tty {
-        bail!("-t/--tty: not supported yet");
+    if a.tty && a.detach {
+        bail!("-t with -d: a detached terminal is not supported yet (use -it in the foreground, or -d without -t)");
     }
     let restart = a.restart.parse::<berth_engine::RestartPolicy>()?;
     let mut life = berth_engine::Life {
@@ -367,10 +367,14 @@ pub fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         println!("{}", c.id);
         return Ok(0);
     }
+    if a.tty {
+        return crate::tty::run(&engine, &opts, a.interactive);
+    }
     let (_, code) = engine.run(
         &opts,
         Some(berth_engine::Attach {
             stdin: a.interactive,
+            console_socket: None,
         }),
     )?;
     Ok(code.unwrap_or(0))

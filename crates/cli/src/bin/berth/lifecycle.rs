@@ -54,6 +54,8 @@ pub enum Internal {
         create_only: bool,
         #[arg(long)]
         restart: bool,
+        #[arg(long = "console-socket")]
+        console_socket: Option<std::path::PathBuf>,
     },
     /// Run by the monitor once the init is reaped: record the exit, release the run's
     /// resources, report "restart MS" or "done".
@@ -89,7 +91,7 @@ pub fn start(cli: &Cli, a: &StartArgs) -> Result<i32> {
             bail!("start --attach takes one container");
         }
         let signals = berth_engine::lifecycle::Forwarded::block()?;
-        let (c, m) = engine.start(&a.containers[0], Some(Attach { stdin: false }))?;
+        let (c, m) = engine.start(&a.containers[0], Some(Attach::default()))?;
         return match m {
             Some(mut m) => Ok(m.exited_forwarding(&engine, &c.id, &signals)?),
             // A created container's init was released: follow its log instead.
@@ -155,10 +157,11 @@ pub fn internal(cli: &Cli, i: &Internal) -> Result<i32> {
             id,
             create_only,
             restart,
+            console_socket,
             ..
         } => Ok(format!(
             "started {}\n",
-            engine.start_init(id, *create_only, *restart)?
+            engine.start_init(id, *create_only, *restart, console_socket.as_deref())?
         )),
         Internal::Cleanup { id, exit_code, .. } => Ok(match engine.cleanup(id, *exit_code)? {
             Next::Done => "done\n".to_string(),

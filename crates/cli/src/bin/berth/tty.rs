@@ -93,12 +93,13 @@ const FORWARDED: [i32; 6] = [
 /// ^D: what the line discipline turns into end-of-file for the reader.
 const VEOF: u8 = 0x04;
 
-pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -> Result<i32> {
+/// A console socket to receive a pty master on.
+fn console_socket(engine: &Engine, what: &str) -> Result<(UnixListener, SocketFile)> {
     // A unix socket path has 108 bytes at most: beside the run root's top, or in the
     // temporary directory when even that is too deep.
     std::fs::create_dir_all(&engine.runroot)
         .with_context(|| format!("creating {}", engine.runroot.display()))?;
-    let name = format!("berth-exec-{}.sock", std::process::id());
+    let name = format!("berth-{what}-{}.sock", std::process::id());
     let mut path = engine.runroot.join(&name);
     if path.as_os_str().len() >= 100 {
         path = std::env::temp_dir().join(&name);
@@ -106,8 +107,43 @@ pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -
     let _ = std::fs::remove_file(&path);
     let listener =
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-    let _file = SocketFile(path.clone());
-    o.console_socket = Some(path);
+    Ok((listener, SocketFile(path)))
+}
+
+/// `run -t` in the foreground: the container's init gets the pty (the monitor passes
+/// our socket on), and this process carries the terminal; the exit code comes from
+/// the monitor once the pty is closed.
+pub fn run(engine: &Engine, o: &berth_engine::RunOptions, interactive: bool) -> Result<i32> {
+    let (listener, file) = console_socket(engine, "run")?;
+    let signals = Signals::block()?;
+    let attach = berth_engine::Attach {
+        stdin: false,
+        console_socket: Some(file.0.clone()),
+    };
+    let (c, mut m) = engine.run_started(o, Some(attach))?;
+    let (stream, _) = listener.accept().context("accepting the console socket")?;
+    let master = receive_fd(&stream)?;
+    drop(stream);
+    copy_size(&master);
+    let stdin = std::io::stdin();
+    let raw = match interactive && rustix::termios::isatty(&stdin) {
+        true => Some(RawMode::enter(stdin.as_fd())?),
+        false => None,
+    };
+    proxy(
+        &master,
+        Target::Container(engine, &c.id),
+        &signals,
+        interactive,
+    )?;
+    drop(raw);
+    Ok(m.exited()?)
+}
+
+pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -> Result<i32> {
+    let (listener, file) = console_socket(engine, "exec")?;
+    o.console_socket = Some(file.0.clone());
+    let _file = file;
     o.tty = true;
     let signals = Signals::block()?;
     let pid = match engine.exec(key, &o)? {
@@ -126,7 +162,14 @@ pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -
         true => Some(RawMode::enter(stdin.as_fd())?),
         false => None,
     };
-    proxy(&master, pid, &signals, interactive)
+    proxy(&master, Target::Child(pid), &signals, interactive)
+}
+
+/// Whose terminal it is: an exec'd process (our child) or a container's init (the
+/// monitor's child; signals go through the runtime).
+enum Target<'a> {
+    Child(Pid),
+    Container(&'a Engine, &'a str),
 }
 
 /// Receives the one fd the runtime sends with SCM_RIGHTS.
@@ -163,14 +206,27 @@ fn exit_code(s: rustix::process::WaitStatus) -> i32 {
         .unwrap_or(255)
 }
 
-fn proxy(master: &OwnedFd, pid: Pid, signals: &Signals, interactive: bool) -> Result<i32> {
+/// Carries the terminal until the pty closes; the exit code of a child (for a
+/// container, 0: the monitor has the real one).
+fn proxy(
+    master: &OwnedFd,
+    target: Target<'_>,
+    signals: &Signals,
+    interactive: bool,
+) -> Result<i32> {
     let stdin = std::io::stdin();
     let mut stdin_open = interactive;
     let mut master_open = true;
     let mut status = None;
+    let pid = match target {
+        Target::Child(pid) => Some(pid),
+        Target::Container(..) => None,
+    };
     // The process may have exited before the signals were read: look once.
-    if let Ok(Some((_, s))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
-        status = Some(exit_code(s));
+    if let Some(pid) = pid {
+        if let Ok(Some((_, s))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            status = Some(exit_code(s));
+        }
     }
     let mut buf = [0u8; 8192];
     while master_open {
@@ -211,16 +267,23 @@ fn proxy(master: &OwnedFd, pid: Pid, signals: &Signals, interactive: bool) -> Re
             if let Ok(sig) = berth_sys::signal::read_signal(&signals.fd) {
                 match sig {
                     libc::SIGCHLD => {
-                        if let Ok(Some((_, s))) =
-                            rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)
-                        {
-                            status = Some(exit_code(s));
+                        if let Some(pid) = pid {
+                            if let Ok(Some((_, s))) =
+                                rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)
+                            {
+                                status = Some(exit_code(s));
+                            }
                         }
                     }
                     libc::SIGWINCH => copy_size(master),
-                    sig => {
-                        let _ = berth_sys::process::kill(pid.as_raw_nonzero().get(), sig);
-                    }
+                    sig => match target {
+                        Target::Child(pid) => {
+                            let _ = berth_sys::process::kill(pid.as_raw_nonzero().get(), sig);
+                        }
+                        Target::Container(engine, id) => {
+                            let _ = engine.kill(id, sig);
+                        }
+                    },
                 }
             }
         }
@@ -234,6 +297,7 @@ fn proxy(master: &OwnedFd, pid: Pid, signals: &Signals, interactive: bool) -> Re
             }
         }
     }
+    let Some(pid) = pid else { return Ok(0) };
     match status {
         Some(code) => Ok(code),
         None => {
