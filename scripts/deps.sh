@@ -22,6 +22,8 @@ iproute2
 containernetworking-plugins
 iptables
 util-linux
+bsdutils
+e2fsprogs
 procps
 qemu-system-x86
 linux-image-amd64
