@@ -119,9 +119,16 @@ fn mounts_limits_and_networks() {
     // Limits land in the container's cgroup, which it sees read-only at /sys/fs/cgroup.
     let o = h.run(&["-m", "64m", "--pids-limit", "50"], &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"]);
     assert_eq!(o.stdout, "67108864\n50\n", "{}", o.stderr);
-    // --network none: loopback only; host: the host's interfaces.
-    let o = h.run(&["--network", "none"], &["sh", "-c", "ls /sys/class/net"]);
-    assert_eq!(o.stdout, "lo\n");
+    // --network none: loopback only, and up (as with docker); host: the host's interfaces.
+    let o = h.run(
+        &["--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-up",
+        ],
+    );
+    assert_eq!(o.stdout, "lo\nlo-up\n", "{}", o.stderr);
     // The default: the bridge network `berth` (run_network.rs tests it in depth).
     let o = h.run(&[], &["sh", "-c", "ls /sys/class/net"]);
     assert_eq!(o.stdout, "eth0\nlo\n", "{}", o.stderr);

@@ -185,6 +185,10 @@ pub fn prepare(
                     mode: so.network.clone(),
                 });
             }
+            if so.network == NetworkMode::None {
+                // A namespace berth makes (with lo up), joined like a network's.
+                so.netns = Some(cfg.netns_path(container_id));
+            }
             // -P without a network publishes nothing, as with docker.
             Vec::new()
         }
@@ -269,7 +273,14 @@ pub fn attach(
                 &hostname(c),
             )?)
         }
-        NetworkMode::None | NetworkMode::Host => None,
+        NetworkMode::None => {
+            let path = cfg.netns_path(&c.id);
+            berth_network::netns::remove(&path).map_err(berth_network::NetworkError::from)?;
+            berth_network::netns::create_with_loopback(&cfg.netns_dir, &c.id)
+                .map_err(berth_network::NetworkError::from)?;
+            None
+        }
+        NetworkMode::Host => None,
     };
     if let Err(e) = write_files(c, att.as_ref(), dir) {
         if let Some(a) = &att {
@@ -291,7 +302,14 @@ pub fn detach(cfg: &NetworkConfig, c: &Container) -> Result<(), ContainerNetwork
             let _lock = lock(cfg)?;
             Ok(berth_network::detach(cfg, name, &c.id)?)
         }
-        NetworkMode::None | NetworkMode::Host => Ok(()),
+        NetworkMode::None => {
+            berth_network::netns::remove(&cfg.netns_path(&c.id))
+                .map_err(berth_network::NetworkError::from)?;
+            berth_network::netns::release_dir(&cfg.netns_dir)
+                .map_err(berth_network::NetworkError::from)?;
+            Ok(())
+        }
+        NetworkMode::Host => Ok(()),
     }
 }
 

@@ -229,7 +229,10 @@ pub fn build(image: &ImageConfig, rootfs: &Path, o: &SpecOptions) -> Result<Valu
         json!({"type": "cgroup"}),
     ];
     match (&o.network, &o.netns) {
-        (NetworkMode::None, _) => namespaces.push(json!({"type": "network"})),
+        (NetworkMode::None, None) => namespaces.push(json!({"type": "network"})),
+        (NetworkMode::None, Some(path)) => {
+            namespaces.push(json!({"type": "network", "path": path}))
+        }
         (NetworkMode::Host, _) => {}
         (NetworkMode::Network(_), Some(path)) => {
             namespaces.push(json!({"type": "network", "path": path}))

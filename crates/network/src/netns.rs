@@ -55,6 +55,16 @@ pub enum NetnsError {
 
 /// Creates the persistent netns `dir/name` and returns its path.
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
+    create_with(dir, name, false)
+}
+
+/// [`create`], with the namespace's loopback interface up (for `--network none`, where
+/// no plugin runs).
+pub fn create_with_loopback(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
+    create_with(dir, name, true)
+}
+
+fn create_with(dir: &Path, name: &str, loopback: bool) -> Result<PathBuf, NetnsError> {
     if !crate::valid_id(name) {
         return Err(NetnsError::InvalidName {
             name: name.to_string(),
@@ -85,6 +95,9 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
     let made = std::thread::spawn(move || -> Result<(), (&'static str, io::Error)> {
         berth_sys::process::unshare_namespaces(libc::CLONE_NEWNET)
             .map_err(|e| ("unshare(CLONE_NEWNET)", e.into()))?;
+        if loopback {
+            berth_sys::net::interface_up("lo").map_err(|e| ("bring lo up", e.into()))?;
+        }
         rustix::mount::mount_bind("/proc/thread-self/ns/net", &target)
             .map_err(|e| ("bind-mount /proc/thread-self/ns/net", e.into()))
         // The thread ends here; its namespace lives on through the mount.

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod fd;
 pub mod loopdev;
 pub mod mount;
+pub mod net;
 pub mod process;
 pub mod signal;
 
