@@ -407,3 +407,91 @@ fn run_it_gives_the_container_a_terminal() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     h.assert_clean();
 }
+
+#[test]
+fn events_and_ps_filters() {
+    let Some(h) = Host::new() else { return };
+    let mut follow = h
+        .cmd()
+        .args(["events", "--format", "json", "--filter", "container=ev"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events");
+    std::thread::sleep(Duration::from_millis(300));
+    run_d(&h, "ev", &["-l", "tier=web"], &["sleep", "1000"]);
+    run_d(&h, "other", &[], &["sh", "-c", "exit 4"]);
+    assert_eq!(h.berth(&["wait", "other"]).stdout, "4\n");
+    // ps filters: name, label, status (which looks at all), exited, bad keys.
+    let names = |args: &[&str]| {
+        let mut a = vec!["ps", "--format", "json"];
+        a.extend_from_slice(args);
+        let o = h.berth(&a);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+        let mut n: Vec<String> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&["-f", "label=tier=web"]), ["ev"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["other"]);
+    assert_eq!(names(&["-a", "-f", "exited=4"]), ["other"]);
+    assert_eq!(
+        names(&["-a", "-f", "name=ev", "-f", "name=oth"]),
+        ["ev", "other"]
+    );
+    assert_eq!(h.berth(&["ps", "-f", "colour=red"]).code, 2);
+    assert_eq!(h.berth(&["rename", "ev", "ev2"]).code, 0);
+    assert_eq!(h.berth(&["stop", "-t", "0", "ev2"]).code, 0);
+    assert_eq!(h.berth(&["rm", "ev2", "other"]).code, 0);
+    // The log has the whole story, in order; the follower saw it live.
+    let o = h.berth(&[
+        "events", "--since", "1m", "--until", "0s", "--format", "json",
+    ]);
+    let actions: Vec<(String, String)> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+        .map(|e| {
+            (
+                e["attributes"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let of = |n: &str| -> Vec<&str> {
+        actions
+            .iter()
+            .filter(|(name, _)| name == n)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    assert_eq!(of("ev"), ["create", "start"], "{actions:?}");
+    assert_eq!(
+        of("ev2"),
+        ["rename", "die", "stop", "destroy"],
+        "{actions:?}"
+    );
+    assert_eq!(
+        of("other"),
+        ["create", "start", "die", "destroy"],
+        "{actions:?}"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = follow.kill();
+    let out = follow.wait_with_output().expect("events output");
+    let live = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        live.contains("\"action\":\"create\"") && live.contains("\"action\":\"start\""),
+        "{live}"
+    );
+    assert!(!live.contains("\"name\":\"other\""), "filtered: {live}");
+    h.assert_clean();
+}

@@ -291,7 +291,10 @@ impl Engine {
             Ok(())
         })?;
         match self.make(&rec, &image, o) {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.container_event("create", &v.0, &[]);
+                Ok(v)
+            }
             Err(e) => {
                 if let Ok(c) = self.remove(&id, true) {
                     let _ = self.remove_anonymous_volumes(&c);
@@ -468,7 +471,10 @@ impl Engine {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(c),
+            None => {
+                self.container_event("destroy", &c, &[]);
+                Ok(c)
+            }
         }
     }
 

@@ -372,6 +372,8 @@ impl Engine {
                         c.life.restart_count = 0;
                     }
                 })?;
+                let action = if create_only { "init" } else { "start" };
+                self.container_event(action, &c, &[("pid", pid.to_string())]);
                 Ok(pid)
             }
             Err(e) => {
@@ -471,6 +473,7 @@ impl Engine {
             return Ok(Next::Done);
         };
         let released = self.release_run_resources(&c);
+        self.container_event("die", &c, &[("exitCode", code.to_string())]);
         if c.auto_remove {
             let c = self.remove(id, true)?;
             self.remove_anonymous_volumes(&c)?;
@@ -514,6 +517,7 @@ impl Engine {
             Status::Running | Status::Restarting => Ok((c, None)),
             Status::Created if self.init_waiting(&c.id) => {
                 berth_runtime::container::start(&self.runtime_root(), &c.id)?;
+                self.container_event("start", &c, &[]);
                 self.update(&c.id, |c| {
                     c.status = Status::Running;
                     c.life.started = Some(now());
@@ -544,6 +548,7 @@ impl Engine {
             return Err(ContainerError::NotRunning(c.name));
         }
         berth_runtime::container::kill(&self.runtime_root(), &c.id, signal, false)?;
+        self.container_event("kill", &c, &[("signal", signal.to_string())]);
         Ok(c)
     }
 
@@ -576,6 +581,7 @@ impl Engine {
             self.wait_init_gone(&c.id, Duration::from_secs(10));
         }
         self.wait_cleaned(&c.id, Duration::from_secs(10))?;
+        self.container_event("stop", &c, &[]);
         match self.raw(&c.id)? {
             Some(c) => Ok(self.refresh(c)),
             None => Ok(c),

@@ -12,7 +12,7 @@ impl Engine {
             return Err(ContainerError::BadName(new.into()));
         }
         let c = self.find(key)?;
-        self.images.meta.write(|tx| {
+        let renamed = self.images.meta.write(|tx| {
             let Some(mut rec) = tx.get::<Container>(CONTAINERS, &c.id)? else {
                 return Err(ContainerError::NotFound(key.into()));
             };
@@ -27,6 +27,10 @@ impl Engine {
             rec.name = new.to_string();
             tx.put(CONTAINERS, &rec.id, &rec)?;
             Ok(rec)
-        })
+        })?;
+        if renamed.name != c.name {
+            self.container_event("rename", &renamed, &[("oldName", c.name.clone())]);
+        }
+        Ok(renamed)
     }
 }

@@ -120,8 +120,46 @@ pub struct PsArgs {
     quiet: bool,
     #[arg(long = "no-trunc")]
     no_trunc: bool,
+    /// name=, id=, status=created|running|restarting|exited, label=K[=V], ancestor=IMAGE,
+    /// exited=CODE (several values of one key match any).
+    #[arg(short, long)]
+    filter: Vec<String>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+}
+
+/// Whether a container passes `ps --filter`s (docker's keys).
+fn ps_matches(c: &berth_engine::Container, filters: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "name" => c.name.contains(v.as_str()),
+                "id" => c.id.starts_with(v.as_str()),
+                "status" => serde_json::to_value(c.status).is_ok_and(|s| s == v.as_str()),
+                "label" => {
+                    let (k, want) = v
+                        .split_once('=')
+                        .map_or((v.as_str(), None), |(k, w)| (k, Some(w)));
+                    c.labels
+                        .iter()
+                        .any(|(lk, lv)| lk == k && want.is_none_or(|w| w == lv))
+                }
+                "ancestor" => {
+                    c.image == *v
+                        || c.image_id.starts_with(v.as_str())
+                        || c.image.starts_with(&format!("{v}:"))
+                }
+                "exited" => {
+                    c.status == Status::Exited && c.exit_code.is_some_and(|x| x.to_string() == *v)
+                }
+                _ => false,
+            })
+    })
 }
 
 #[derive(Args)]
@@ -393,10 +431,28 @@ pub fn create(cli: &Cli, a: &RunArgs) -> Result<i32> {
 }
 
 pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
+    const KEYS: [&str; 6] = ["name", "id", "status", "label", "ancestor", "exited"];
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) if KEYS.contains(&k) => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow::Error::from(crate::exit::Usage(format!(
+                "--filter {f:?}: expected KEY=VALUE with KEY one of {}",
+                KEYS.join(", ")
+            )))),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let all: Vec<_> = engine(cli)?
         .list()?
         .into_iter()
-        .filter(|c| a.all || matches!(c.status, Status::Running | Status::Restarting))
+        .filter(|c| {
+            // As with docker, asking for a status or an exit code looks at all.
+            a.all
+                || filters.iter().any(|(k, _)| k == "status" || k == "exited")
+                || matches!(c.status, Status::Running | Status::Restarting)
+        })
+        .filter(|c| ps_matches(c, &filters))
         .collect();
     if a.quiet {
         for c in &all {

@@ -3,6 +3,7 @@
 
 mod container;
 mod container_cmd;
+mod events;
 mod exec;
 mod exit;
 mod image;
@@ -82,6 +83,8 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     /// Print a container's output.
     Logs(logs::LogsArgs),
+    /// Show what happens to containers and volumes (past ones with --since).
+    Events(events::EventsArgs),
     /// Run by the monitor (not for people).
     #[command(subcommand, hide = true)]
     Internal(lifecycle::Internal),
@@ -157,6 +160,7 @@ fn main() {
         Command::Kill(a) => lifecycle::kill(&cli, a),
         Command::Wait(a) => lifecycle::wait(&cli, a),
         Command::Logs(a) => logs::logs(&cli, a),
+        Command::Events(a) => events::events(&cli, a),
         Command::Internal(i) => lifecycle::internal(&cli, i),
         Command::Ps(a) => container::ps(&cli, a),
         Command::Rm(a) => container::rm(&cli, a),

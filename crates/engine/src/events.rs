@@ -1,0 +1,110 @@
+//! The event log (`berth events`): what happened to containers and volumes, one JSON
+//! line each in ROOT/events.jsonl. Daemonless, so the log is a file every berth process
+//! appends to (one `write` per line with O_APPEND, so lines from concurrent processes
+//! never interleave) and `events` follows it. It is rotated at 1 MiB to
+//! `events.jsonl.1`, as docker keeps a bounded backlog.
+
+use crate::container::{Container, Engine};
+use berth_monitor::time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+const MAX_LOG: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    /// Nanoseconds since the epoch.
+    pub time: i128,
+    /// container, volume
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// create, start, die, stop, kill, restart, remove, rename, exec, ...
+    pub action: String,
+    pub id: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Engine {
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+
+    /// Records an event; best-effort (an event log that cannot be written must not fail
+    /// the operation it describes).
+    pub fn event(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
+        let e = Event {
+            time: time::now_nanos(),
+            kind: kind.into(),
+            action: action.into(),
+            id: id.into(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        let Ok(mut line) = serde_json::to_vec(&e) else {
+            return;
+        };
+        line.push(b'\n');
+        let path = self.events_path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
+            let mut old = path.clone().into_os_string();
+            old.push(".1");
+            let _ = std::fs::rename(&path, old);
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        if let Ok(mut f) = f {
+            let _ = f.write_all(&line);
+        }
+    }
+
+    pub(crate) fn container_event(&self, action: &str, c: &Container, extra: &[(&str, String)]) {
+        let mut attrs = vec![("name", c.name.clone()), ("image", c.image.clone())];
+        attrs.extend(extra.iter().cloned());
+        self.event("container", action, &c.id, &attrs);
+    }
+
+    /// Every recorded event, oldest first (the rotated file, then the current one).
+    pub fn events(&self) -> Vec<Event> {
+        let path = self.events_path();
+        let mut old = path.clone().into_os_string();
+        old.push(".1");
+        let mut out = vec![];
+        for p in [PathBuf::from(old), path] {
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+            }
+        }
+        out
+    }
+}
+
+/// A `--filter KEY=VALUE` over events: type, event (action), container (name or id
+/// prefix), volume, label-free docker keys. Several values of one key match any.
+pub fn matches(e: &Event, filters: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "type" => &e.kind == v,
+                "event" | "action" => &e.action == v,
+                "container" => {
+                    e.kind == "container"
+                        && (e.id.starts_with(v.as_str())
+                            || e.attributes.get("name").is_some_and(|n| n == v))
+                }
+                "volume" => e.kind == "volume" && &e.id == v,
+                "image" => e.attributes.get("image").is_some_and(|i| i == v),
+                _ => false,
+            })
+    })
+}
