@@ -204,12 +204,14 @@ fn prepare_refuses_what_cannot_work() {
         let err = prep(&mut so).expect_err("nothing to publish to");
         assert!(err.is_usage(), "{err}");
         let mut so = SpecOptions {
-            network: mode,
+            network: mode.clone(),
             publish_all: true,
             ..Default::default()
         };
         assert_eq!(prep(&mut so).expect("-P ignored"), vec![]);
-        assert_eq!(so.netns, None);
+        // none joins a namespace berth makes (lo up); host joins none.
+        let want = (mode == NetworkMode::None).then(|| cfg.netns_path("c1"));
+        assert_eq!(so.netns, want);
         assert_eq!(so.mounts.len(), 3);
     }
 }
