@@ -145,6 +145,8 @@ fn files_and_directories_in_and_out_of_a_running_container() {
     std::fs::set_permissions(src.join("d/sub/x"), std::fs::Permissions::from_mode(0o600))
         .expect("chmod");
     std::os::unix::fs::symlink("/etc/shadow", src.join("d/link")).expect("symlink");
+    // A socket in a tree is skipped (a live endpoint, not data): see the names below.
+    let _sock = std::os::unix::net::UnixListener::bind(src.join("d/sock")).expect("socket");
     let f = p(&src.join("f.txt")).to_string();
     let d = p(&src.join("d")).to_string();
 
@@ -206,7 +208,11 @@ fn files_and_directories_in_and_out_of_a_running_container() {
         (m("kept").uid(), m("kept").gid(), m("kept").mode() & 0o7777),
         (1000, 50, 0o4755)
     );
-    ok(&h, &["cp", "cpr:/tmp/newd", p(&out.join("tree"))]);
+    // `container cp` is cp.
+    ok(
+        &h,
+        &["container", "cp", "cpr:/tmp/newd", p(&out.join("tree"))],
+    );
     ok(&h, &["cp", "cpr:/etc/passwd", &format!("{}/", p(&out))]);
     assert_eq!(
         std::fs::read_to_string(out.join("tree/sub/x")).expect("read"),
@@ -232,6 +238,19 @@ fn files_and_directories_in_and_out_of_a_running_container() {
         (b'2', &b"/etc/shadow"[..])
     );
     assert_eq!((entries[3].3, &entries[3].4[..]), (0o600, &b"deep"[..]));
+    // -L copies what a source symlink points to, under the link's name.
+    sh(&h, "cpr", "busybox ln -s /tmp/f.txt /tmp/lnk");
+    let (o, bytes) = berth_io(&h, &["cp", "cpr:/tmp/lnk", "-"], b"");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let e = &tar_entries(&bytes)[0];
+    assert_eq!(
+        (e.0.as_str(), e.1, &e.4[..]),
+        ("lnk", b'2', &b"/tmp/f.txt"[..])
+    );
+    let (o, bytes) = berth_io(&h, &["cp", "-L", "cpr:/tmp/lnk", "-"], b"");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let e = &tar_entries(&bytes)[0];
+    assert_eq!((e.0.as_str(), e.1, &e.4[..]), ("lnk", b'0', &b"hello"[..]));
     let (o, bytes) = berth_io(&h, &["cp", "cpr:/tmp/fa", "-"], b"");
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(
@@ -276,6 +295,30 @@ fn files_and_directories_in_and_out_of_a_running_container() {
     let (o, bytes) = berth_io(&h, &["cp", "cpr:/data/f.txt", "-"], b"");
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(tar_entries(&bytes)[0].4, b"hello");
+
+    // Throughput (printed, not asserted: debug builds, shared machine).
+    let big = h.dir.path().join("big");
+    std::fs::write(&big, vec![7u8; 128 << 20]).expect("write");
+    let t = std::time::Instant::now();
+    ok(&h, &["cp", p(&big), "cpr:/tmp/big"]);
+    let t_in = t.elapsed();
+    let t = std::time::Instant::now();
+    ok(&h, &["cp", "cpr:/tmp/big", p(&out.join("big"))]);
+    let t_out = t.elapsed();
+    let t = std::time::Instant::now();
+    let (o, bytes) = berth_io(&h, &["cp", "cpr:/tmp/big", "-"], b"");
+    let t_tar = t.elapsed();
+    assert_eq!(
+        (o.code, bytes.len() >= 128 << 20),
+        (0, true),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("big")).expect("stat").len(),
+        128 << 20
+    );
+    eprintln!("128 MiB: in {t_in:?}, out {t_out:?}, out as tar {t_tar:?}");
 
     // Not found: the container (3), the path in it (3, saying which).
     let o = h.berth(&["cp", "cpr:/nope", p(&out)]);
@@ -336,6 +379,9 @@ fn a_stopped_container_is_copied_from_its_snapshot() {
     let o = h.berth(&["cp", "cps:/data", "-"]);
     assert_eq!(o.code, 6, "{}", o.stderr);
     assert!(!mounted());
+    // A path missing under a mount says why too.
+    let o = h.berth(&["cp", "cps:/data/not-here", "-"]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
     // It still starts after cp mounted and unmounted its rootfs.
     let o = h.berth(&["start", "-a", "cps"]);
     assert_eq!(o.code, 0, "{}", o.stderr);

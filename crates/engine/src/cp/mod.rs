@@ -192,7 +192,8 @@ impl Engine {
     ) -> Result<Copied, CpError> {
         let view = view::View::open(self, key)?;
         let src = parse(&view.place, src, true)?;
-        let source = walk::open_source(&view.side(), &src, o.follow_link)?;
+        let source = walk::open_source(&view.side(), &src, o.follow_link)
+            .map_err(|e| view.explain(e, &src))?;
         let skip = view.check_source(&source, &src)?;
         let dest_path = parse(&Place::host(), dest.as_os_str().as_encoded_bytes(), false)?;
         let (base, prefix) = write::plan(&walk::Side::Host, &dest_path, &source, &src)?;
@@ -216,7 +217,8 @@ impl Engine {
     ) -> Result<Copied, CpError> {
         let view = view::View::open(self, key)?;
         let src = parse(&view.place, src, true)?;
-        let source = walk::open_source(&view.side(), &src, o.follow_link)?;
+        let source = walk::open_source(&view.side(), &src, o.follow_link)
+            .map_err(|e| view.explain(e, &src))?;
         let skip = view.check_source(&source, &src)?;
         let top = match (&src.name, src.contents) {
             (Some(n), false) => n.clone(),
@@ -240,7 +242,8 @@ impl Engine {
         let src = parse(&Place::host(), src.as_os_str().as_encoded_bytes(), false)?;
         let source = walk::open_source(&walk::Side::Host, &src, o.follow_link)?;
         let side = view.side();
-        let (base, prefix) = write::plan(&side, &dest, &source, &src)?;
+        let (base, prefix) =
+            write::plan(&side, &dest, &source, &src).map_err(|e| view.explain(e, &dest))?;
         let fences = view.check_dest(&base, &dest)?;
         let owner = if o.archive {
             write::Owner::Keep
@@ -262,7 +265,7 @@ impl Engine {
     ) -> Result<Copied, CpError> {
         let view = view::View::open(self, key)?;
         let dest = parse(&view.place, dest, true)?;
-        let base = write::existing_dir(&view.side(), &dest)?;
+        let base = write::existing_dir(&view.side(), &dest).map_err(|e| view.explain(e, &dest))?;
         let fences = view.check_dest(&base, &dest)?;
         let owner = if o.archive {
             write::Owner::Keep

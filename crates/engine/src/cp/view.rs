@@ -122,6 +122,18 @@ impl View {
             })
     }
 
+    /// A path missing from a stopped container's snapshot may be on one of its
+    /// mounts: say so rather than "no such file" (lexically: it does not exist).
+    pub(crate) fn explain(&self, e: CpError, p: &UserPath) -> CpError {
+        if !matches!(e, CpError::NotFound { .. } | CpError::Invalid { .. }) {
+            return e;
+        }
+        match clean_entry(&p.full()) {
+            Ok(canon) => self.on_mount(&canon).unwrap_or(e),
+            Err(_) => e,
+        }
+    }
+
     /// Mounts strictly below `canon`, relative to it.
     fn below(&self, canon: &[u8]) -> Vec<(Vec<u8>, String)> {
         let Some(s) = &self.stopped else {

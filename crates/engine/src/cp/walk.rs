@@ -348,6 +348,13 @@ impl Walker<'_> {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(self.place.sys("stat", rel)(e)),
         };
+        if matches!(
+            FileType::from_raw_mode(st.st_mode),
+            FileType::Socket | FileType::Unknown
+        ) {
+            // A socket is an endpoint of a live process, not data (tar skips them too).
+            return Ok(());
+        }
         let kind = kind_of(&st);
         if kind != Kind::Dir && st.st_nlink > 1 {
             if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
