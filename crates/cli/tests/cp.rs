@@ -320,6 +320,16 @@ fn files_and_directories_in_and_out_of_a_running_container() {
     );
     eprintln!("128 MiB: in {t_in:?}, out {t_out:?}, out as tar {t_tar:?}");
 
+    // Kernel filesystems are neither read nor written.
+    for args in [
+        ["cp", f.as_str(), "cpr:/proc/"],
+        ["cp", "cpr:/proc/cpuinfo", p(&out)],
+    ] {
+        let o = h.berth(&args);
+        assert_eq!(o.code, 1, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains("kernel filesystem"), "{}", o.stderr);
+    }
+
     // Not found: the container (3), the path in it (3, saying which).
     let o = h.berth(&["cp", "cpr:/nope", p(&out)]);
     assert_eq!(o.code, 3, "{}", o.stderr);

@@ -202,7 +202,7 @@ impl Engine {
         } else {
             write::Owner::Caller
         };
-        let mut w = write::DirWriter::new(base, prefix, owner, Place::host(), vec![], false);
+        let mut w = write::DirWriter::new(base, prefix, owner, Place::host(), vec![], false)?;
         walk::walk(source, &skip, &mut w)?;
         w.finish()
     }
@@ -250,7 +250,7 @@ impl Engine {
         } else {
             write::Owner::Fixed(view.root_uid, view.root_gid)
         };
-        let mut w = write::DirWriter::new(base, prefix, owner, view.place.clone(), fences, true);
+        let mut w = write::DirWriter::new(base, prefix, owner, view.place.clone(), fences, true)?;
         walk::walk(source, &[], &mut w)?;
         w.finish()
     }
@@ -272,7 +272,7 @@ impl Engine {
         } else {
             write::Owner::Fixed(view.root_uid, view.root_gid)
         };
-        let mut w = write::DirWriter::new(base, vec![], owner, view.place.clone(), fences, true);
+        let mut w = write::DirWriter::new(base, vec![], owner, view.place.clone(), fences, true)?;
         stream::read_tar(input, &view.place, &mut w)?;
         w.finish()
     }

@@ -246,6 +246,18 @@ fn reopen(fd: &OwnedFd) -> Result<OwnedFd, Errno> {
     )
 }
 
+/// Refuses a directory on a kernel filesystem as a place to write: creating there
+/// means something else (a mkdir in cgroupfs makes a cgroup).
+pub(crate) fn refuse_pseudo(fd: &impl AsFd, place: &Place, shown: &[u8]) -> Result<(), CpError> {
+    if pseudo_fs(fd) {
+        return Err(place.invalid(
+            shown,
+            "is on a kernel filesystem (proc, sysfs, cgroup...), which cp does not write to",
+        ));
+    }
+    Ok(())
+}
+
 /// Kernel filesystems whose files lie about their sizes, or that are not data at all.
 fn pseudo_fs(fd: &impl AsFd) -> bool {
     const MAGICS: &[u64] = &[

@@ -12,7 +12,7 @@
 //! resolves a name the container controls through a link.
 
 use super::path::{is_within, join, lossy, split, UserPath};
-use super::walk::{Side, Source};
+use super::walk::{refuse_pseudo, Side, Source};
 use super::{Copied, CpError, Entry, Kind, Place, Sink};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -133,6 +133,7 @@ pub(crate) struct DirWriter {
 }
 
 impl DirWriter {
+    /// A writer below `base`, which must not be on a kernel filesystem.
     pub(crate) fn new(
         base: OwnedFd,
         prefix: Vec<u8>,
@@ -140,8 +141,9 @@ impl DirWriter {
         place: Place,
         fences: Vec<Fence>,
         into_container: bool,
-    ) -> DirWriter {
-        DirWriter {
+    ) -> Result<DirWriter, CpError> {
+        refuse_pseudo(&base, &place, b".")?;
+        Ok(DirWriter {
             base,
             prefix,
             owner,
@@ -153,7 +155,7 @@ impl DirWriter {
             skipped: HashSet::new(),
             buf: vec![0; 256 << 10],
             copied: Copied::default(),
-        }
+        })
     }
 
     fn check_fences(&self, full: &[u8], kind: &Kind) -> Result<(), CpError> {
@@ -212,6 +214,8 @@ impl DirWriter {
                 }
                 Err(e) => return Err(in_the_way(&self.place, dir, comp, shown, e)),
             };
+            // A mount below the destination (a running container's) may be one.
+            refuse_pseudo(&fd, &self.place, shown)?;
             cur = Some(fd);
         }
         cur.ok_or_else(|| self.place.invalid(path, "empty path"))
