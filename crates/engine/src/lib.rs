@@ -10,6 +10,7 @@
 pub mod container;
 mod container_volumes;
 pub mod copy_up;
+pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod init;

@@ -34,6 +34,8 @@ pub enum ContainerCommand {
     Rm(crate::container::RmArgs),
     /// Run a command in a running container.
     Exec(crate::exec::ExecArgs),
+    /// Copy files between a container and the host (or a tar stream, `-`).
+    Cp(crate::cp::CpArgs),
     /// Show containers in detail (JSON).
     Inspect(crate::inspect::ContainerInspectArgs),
     /// List a container's processes.
@@ -73,6 +75,7 @@ pub fn container(cli: &Cli, c: &ContainerCommand) -> Result<i32> {
         C::Ls(a) => crate::container::ps(cli, a),
         C::Rm(a) => crate::container::rm(cli, a),
         C::Exec(a) => crate::exec::exec(cli, a),
+        C::Cp(a) => crate::cp::cp(cli, a),
         C::Inspect(a) => crate::inspect::inspect(cli, &a.into()),
         C::Top(a) => crate::top::top(cli, a),
         C::Stats(a) => crate::stats::stats(cli, a),

@@ -62,9 +62,26 @@ fn usage(e: &(dyn std::error::Error + 'static)) -> bool {
         || e.is::<berth_engine::init::InitError>()
 }
 
+/// `cp`'s own failures; a container error inside is mapped like any other.
+fn cp(e: &berth_engine::cp::CpError) -> Option<i32> {
+    use berth_engine::cp::CpError as E;
+    Some(match e {
+        E::Container(berth_engine::ContainerError::NotFound(_)) | E::NotFound { .. } => NOT_FOUND,
+        E::OnMount { .. } => CONFLICT,
+        E::Refused { .. } => CONTENT,
+        _ => return None,
+    })
+}
+
 pub fn code(e: &anyhow::Error) -> i32 {
     use berth_engine::ContainerError as C;
     for cause in e.chain() {
+        if let Some(c) = cause
+            .downcast_ref::<berth_engine::cp::CpError>()
+            .and_then(cp)
+        {
+            return c;
+        }
         if usage(cause) {
             return USAGE;
         }

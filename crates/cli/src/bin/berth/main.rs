@@ -3,6 +3,7 @@
 
 mod container;
 mod container_cmd;
+mod cp;
 mod events;
 mod exec;
 mod exit;
@@ -118,6 +119,8 @@ enum Command {
     Volume(volume::VolumeCommand),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Copy files between a container and the host (or a tar stream, `-`).
+    Cp(cp::CpArgs),
     /// Show containers, images or volumes in detail (JSON).
     Inspect(inspect::InspectArgs),
     /// List a container's processes.
@@ -176,6 +179,7 @@ fn main() {
         Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
         Command::Volume(c) => volume::volume(&cli, c),
         Command::Exec(a) => exec::exec(&cli, a),
+        Command::Cp(a) => cp::cp(&cli, a),
         Command::Inspect(a) => inspect::inspect(&cli, a),
         Command::Top(a) => top::top(&cli, a),
         Command::Stats(a) => stats::stats(&cli, a),
