@@ -311,7 +311,7 @@ fn run_rm_churn_leaks_nothing() {
     let cycles = started.elapsed();
     let seen = seen.into_inner().expect("no lane panicked");
     assert_eq!(seen.ids.len(), cycles_wanted);
-    assert!(seen.networked >= 10 && seen.with_volume >= 2);
+    assert!(seen.networked >= 6 && seen.with_volume >= 2);
     let ids = &seen.ids;
 
     // Records.
