@@ -225,7 +225,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 
 # --- 2-4. M detached containers, ps, monitor memory, rm -f -------------------------------
 now() { echo "$EPOCHREALTIME"; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", b - a}'; }
 names=()
 for i in $(seq "$many"); do names+=("bench$i"); done
 # Memory of every monitor process whose command line mentions this run's temp dir:
