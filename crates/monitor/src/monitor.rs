@@ -305,7 +305,9 @@ fn pump(
     sigfd: &OwnedFd,
     init: Pid,
 ) -> std::io::Result<i32> {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Uninitialised capacity: only what a read fills is ever touched, so a quiet
+    // container's monitor keeps no 64 KiB of zeroed heap resident.
+    let mut buf = Vec::with_capacity(64 * 1024);
     let mut code = None;
     loop {
         // Reap first: the init may have exited before it was ours to wait for.
@@ -358,10 +360,11 @@ fn drain(
     tee: &mut bool,
     pipe: &OwnedFd,
     s: Stream,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     loop {
-        match rustix::io::read(pipe, &mut *buf) {
+        buf.clear();
+        match rustix::io::read(pipe, rustix::buffer::spare_capacity(buf)) {
             Ok(0) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
             Ok(n) => {
                 log.write(s, &buf[..n])?;
