@@ -1,11 +1,13 @@
 //! berth's metadata store: named tables of JSON records in one redb file.
 //!
 //! redb gives ACID transactions with a crash-safe commit (a torn write leaves the previous
-//! commit intact), but a redb file may be open in one process at a time. berth is
-//! daemonless, so every invocation is its own process: [`Store`] opens the file for the
-//! length of one transaction and waits (with backoff) while another process holds it.
-//! That makes the file lock the one writer lock the CLI needs; transactions are short
-//! (no I/O besides the database inside them), so waits are milliseconds.
+//! commit intact). berth is daemonless, so every invocation is its own process, and
+//! several run at once (the CLI, a container's start and cleanup helpers, `ps`). The
+//! file is opened once per process in redb's multi-writer mode: any number of processes
+//! keep it open, and one write transaction at a time runs across all of them (redb
+//! serialises them with a byte-range lock), which is the one writer lock berth needs.
+//! Opening once matters: each open and close of a redb file costs several fsyncs, and
+//! opening per transaction made a `berth run` spend most of its time in them.
 //!
 //! Records are JSON so that `inspect` output, schema additions and downgrades stay simple;
 //! the tables are small (images, containers, volumes, networks), so encoding cost is noise.
@@ -64,6 +66,8 @@ impl Table {
 pub struct Store {
     path: PathBuf,
     wait: Duration,
+    /// Opened on first use, kept for the life of the process.
+    db: std::sync::Mutex<Option<std::sync::Arc<redb::Database>>>,
 }
 
 /// A write transaction: changes land together on [`Store::write`]'s successful return, or
@@ -92,6 +96,7 @@ impl Store {
         Store {
             path: path.into(),
             wait: Duration::from_secs(60),
+            db: std::sync::Mutex::new(None),
         }
     }
 
@@ -99,7 +104,17 @@ impl Store {
         &self.path
     }
 
-    fn open(&self) -> Result<redb::Database, StoreError> {
+    fn open(&self) -> Result<std::sync::Arc<redb::Database>, StoreError> {
+        let mut held = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = held.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = std::sync::Arc::new(self.open_file()?);
+        *held = Some(db.clone());
+        Ok(db)
+    }
+
+    fn open_file(&self) -> Result<redb::Database, StoreError> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_path_buf(),
@@ -109,7 +124,10 @@ impl Store {
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match redb::Database::create(&self.path) {
+            let opened = redb::Builder::new()
+                .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+                .create(&self.path);
+            match opened {
                 Ok(db) => return Ok(db),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                     if start.elapsed() > self.wait {
