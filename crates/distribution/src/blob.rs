@@ -129,6 +129,12 @@ impl Download {
         let stall = self.client.config().stall_timeout;
         loop {
             if self.body.is_none() {
+                // A resumed blob that was already whole (a pull killed between the last
+                // byte and the commit): nothing to ask for, and a Range from its end is
+                // one a registry must refuse (416).
+                if self.pos >= self.expected {
+                    return Ok(None);
+                }
                 self.open().await?;
             }
             let Some(body) = self.body.as_mut() else {
