@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::host::Host;
+use common::host::{free_port, mounts_under, Host};
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,25 +61,6 @@ impl Drop for Churn {
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let d = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&d))
-        .map(PathBuf::from)
-        .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn files(dir: &Path) -> Vec<String> {

@@ -224,6 +224,8 @@ fn create_then_start_attach_and_foreground_stdio() {
     let o = h.run(&["--network", "none"], &["/no/such/program"]);
     assert_eq!(o.code, 127, "{}", o.stderr);
     assert!(o.stderr.contains("/no/such/program"), "{}", o.stderr);
+    let o = h.run(&["--network", "none"], &["/etc/passwd"]);
+    assert_eq!(o.code, 126, "found but not executable: {}", o.stderr);
     assert_eq!(h.berth(&["rm", "-f", "later", "cat"]).code, 0);
     h.assert_clean();
 }
@@ -318,15 +320,8 @@ fn killed_monitor_and_a_reboot_are_recovered() {
         .args(["-9", "-f", "sleep 1000"])
         .status();
     let run = h.dir.path().join("run");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mut points: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&run.display().to_string()))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH);
+    for p in common::host::mounts_under(&run).into_iter().rev() {
+        let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
     }
     std::fs::remove_dir_all(&run).expect("empty the run root");
     for n in ["keep", "plain", "stopped"] {
@@ -346,10 +341,7 @@ fn killed_monitor_and_a_reboot_are_recovered() {
 #[test]
 fn httpd_detached_with_a_published_port() {
     let Some(h) = Host::new() else { return };
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let port = common::host::free_port();
     let p = format!("{port}:80");
     let o = h.berth(&[
         "run",

@@ -7,7 +7,7 @@
 mod common;
 
 use berth_network::{CreateOptions, Network, NetworkConfig};
-use common::host::Host;
+use common::host::{free_port, Host};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -250,14 +250,6 @@ fn http_get(addr: &str) -> String {
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[test]

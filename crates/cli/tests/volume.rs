@@ -6,7 +6,7 @@
 mod common;
 
 use berth_testutil::image::ImageBuilder;
-use common::host::Host;
+use common::host::{mounts_under, Host};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -26,17 +26,6 @@ impl Drop for Vols {
             let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
         }
     }
-}
-
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let d = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&d))
-        .map(PathBuf::from)
-        .collect()
 }
 
 /// A layer with owners other than root (testutil's layers are all root's).

@@ -81,8 +81,10 @@ pub enum ContainerError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
-    #[error("{0}")]
-    StartFailed(String),
+    /// The container (or an exec'd process) did not start; `code` is docker's exit code
+    /// for it (see [`crate::lifecycle::start_failure_code`]).
+    #[error("{message}")]
+    StartFailed { message: String, code: i32 },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -91,7 +93,10 @@ pub enum ContainerError {
     },
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
     move |source| ContainerError::Io {
         op,
         path: path.to_path_buf(),
@@ -120,7 +125,7 @@ pub struct RunOptions {
     pub mounts: Vec<crate::mounts::MountRequest>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -168,14 +173,23 @@ impl Engine {
 
     pub fn list(&self) -> Result<Vec<Container>, ContainerError> {
         let mut all: Vec<Container> = self
+            .records()?
+            .into_iter()
+            .map(|c| self.refresh(c))
+            .collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.created));
+        Ok(all)
+    }
+
+    /// Every record as stored (no refresh).
+    pub(crate) fn records(&self) -> Result<Vec<Container>, ContainerError> {
+        Ok(self
             .images
             .meta
             .read(|v| v.list::<Container>(CONTAINERS))?
             .into_iter()
-            .map(|(_, c)| self.refresh(c))
-            .collect();
-        all.sort_by_key(|c| std::cmp::Reverse(c.created));
-        Ok(all)
+            .map(|(_, c)| c)
+            .collect())
     }
 
     /// A record says running, but the runtime may know better: the init exited and the

@@ -88,23 +88,26 @@ impl Engine {
 /// A `--filter KEY=VALUE` over events: type, event (action), container (name or id
 /// prefix), volume, label-free docker keys. Several values of one key match any.
 pub fn matches(e: &Event, filters: &[(String, String)]) -> bool {
-    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
-    keys.dedup();
-    keys.iter().all(|key| {
+    filters_match(filters, |key, v| match key {
+        "type" => e.kind == v,
+        "event" | "action" => e.action == v,
+        "container" => {
+            e.kind == "container"
+                && (e.id.starts_with(v) || e.attributes.get("name").is_some_and(|n| n == v))
+        }
+        "volume" => e.kind == "volume" && e.id == v,
+        "image" => e.attributes.get("image").is_some_and(|i| i == v),
+        _ => false,
+    })
+}
+
+/// docker's `--filter` rule for any listing: every key given must match, and a key
+/// given several times matches when any of its values does.
+pub fn filters_match(filters: &[(String, String)], one: impl Fn(&str, &str) -> bool) -> bool {
+    filters.iter().all(|(key, _)| {
         filters
             .iter()
             .filter(|(k, _)| k == key)
-            .any(|(_, v)| match *key {
-                "type" => &e.kind == v,
-                "event" | "action" => &e.action == v,
-                "container" => {
-                    e.kind == "container"
-                        && (e.id.starts_with(v.as_str())
-                            || e.attributes.get("name").is_some_and(|n| n == v))
-                }
-                "volume" => e.kind == "volume" && &e.id == v,
-                "image" => e.attributes.get("image").is_some_and(|i| i == v),
-                _ => false,
-            })
+            .any(|(k, v)| one(k, v))
     })
 }

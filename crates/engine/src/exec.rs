@@ -81,8 +81,14 @@ impl Engine {
             Ok(Outcome::Started { pid }) => Ok(ExecOutcome::Started { pid }),
             Ok(Outcome::Exited { code }) => Ok(ExecOutcome::Exited { code }),
             // The program could not be started (not found, not executable, bad cwd):
-            // docker's 126/127, which the CLI derives from the message.
-            Err(berth_runtime::Error::Spawn(e)) => Err(ContainerError::StartFailed(e.to_string())),
+            // docker's 127/126 from the failed step's errno.
+            Err(e @ berth_runtime::Error::Spawn(_)) => {
+                let e = ContainerError::from(e);
+                Err(ContainerError::StartFailed {
+                    message: e.to_string(),
+                    code: crate::lifecycle::start_failure_code(&e),
+                })
+            }
             Err(
                 berth_runtime::Error::WrongStatus { .. } | berth_runtime::Error::NotRunning { .. },
             ) => Err(ContainerError::NotRunning(c.name)),

@@ -15,12 +15,11 @@
 //! The record is the truth for `ps`; where a monitor died or a reboot emptied the run
 //! root, [`Engine::refresh`](crate::Engine) reads the runtime's state and the exit file.
 
-use crate::container::{Container, ContainerError, Engine, Status};
+use crate::container::{io, now, Container, ContainerError, Engine, Status};
 use crate::restart::{self, RestartPolicy};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The lifecycle part of a container record.
@@ -64,31 +63,47 @@ pub struct Attach {
     pub console_socket: Option<PathBuf>,
 }
 
-/// Signals blocked for forwarding to a foreground container; unblocked on drop.
+/// The signals a foreground CLI passes on to its container (or exec'd process).
+pub const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Signals blocked for forwarding to a foreground container, read from a signalfd;
+/// the old mask is back on drop.
 pub struct Forwarded {
     fd: std::os::fd::OwnedFd,
     old: berth_sys::signal::SigSet,
 }
 
 impl Forwarded {
+    /// [`FORWARDED`].
     pub fn block() -> Result<Forwarded, ContainerError> {
+        Forwarded::block_with(&[])
+    }
+
+    /// [`FORWARDED`] and `also` (a terminal proxy wants SIGCHLD and SIGWINCH too).
+    pub fn block_with(also: &[i32]) -> Result<Forwarded, ContainerError> {
         let errno = |e: berth_sys::Errno| {
-            io("block signals", "run")(std::io::Error::from_raw_os_error(e.raw_os_error()))
+            io("block signals", Path::new("run"))(std::io::Error::from_raw_os_error(
+                e.raw_os_error(),
+            ))
         };
         let mut set = berth_sys::signal::SigSet::empty();
-        for s in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
-            set.add(s);
+        for s in FORWARDED.iter().chain(also) {
+            set.add(*s);
         }
         let old = berth_sys::signal::set_mask(&set).map_err(errno)?;
         let fd = berth_sys::signal::signalfd(&set).map_err(errno)?;
         Ok(Forwarded { fd, old })
+    }
+
+    pub fn fd(&self) -> &std::os::fd::OwnedFd {
+        &self.fd
     }
 }
 
@@ -100,36 +115,18 @@ impl Drop for Forwarded {
 
 /// The line to a monitor this process started.
 pub struct MonitorHandle {
-    /// Read a byte at a time: the lines are few and short, and nothing may sit in a
-    /// buffer while we poll the fd.
+    /// Polled and read a line at a time ([`berth_monitor::monitor::read_line`]).
     ready: std::fs::File,
     id: String,
 }
 
 impl MonitorHandle {
     fn line(&mut self) -> Result<String, ContainerError> {
-        let mut l = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            match self.ready.read(&mut b) {
-                Ok(0) => break,
-                Ok(_) => {
-                    l.push(b[0]);
-                    if b[0] == b'\n' {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(ContainerError::Io {
-                        op: "read from the monitor of",
-                        path: PathBuf::from(&self.id),
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(String::from_utf8_lossy(&l).into_owned())
+        berth_monitor::monitor::read_line(&mut self.ready).map_err(|source| ContainerError::Io {
+            op: "read from the monitor of",
+            path: PathBuf::from(&self.id),
+            source,
+        })
     }
 
     /// [`exited`](Self::exited), forwarding the signals this process gets (Ctrl-C,
@@ -151,7 +148,7 @@ impl MonitorHandle {
             match poll(&mut fds, None) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => break Err(io("poll for", id)(e.into())),
+                Err(e) => break Err(io("poll for", Path::new(id))(e.into())),
             }
             if !fds[1].revents().is_empty() {
                 if let Ok(sig) = berth_sys::signal::read_signal(sigfd) {
@@ -165,22 +162,26 @@ impl MonitorHandle {
         res
     }
 
-    /// Waits for the init to run; its pid.
+    /// Waits for the init to run; its pid. A failure comes as "error CODE MESSAGE".
     pub fn started(&mut self) -> Result<i32, ContainerError> {
         let l = self.line()?;
-        if let Some(pid) = l.trim_end().strip_prefix("started ") {
-            return pid
-                .parse()
-                .map_err(|_| ContainerError::StartFailed(format!("monitor said {l:?}")));
+        let l = l.trim_end();
+        if let Some(pid) = l.strip_prefix("started ").and_then(|p| p.parse().ok()) {
+            return Ok(pid);
         }
-        let mut rest = String::new();
-        let _ = self.ready.read_to_string(&mut rest);
-        let msg = format!("{}{rest}", l.strip_prefix("error ").unwrap_or(&l));
-        Err(ContainerError::StartFailed(if msg.trim().is_empty() {
-            "the monitor exited without starting the container".into()
-        } else {
-            msg.trim_end().to_string()
-        }))
+        let (code, message) = l
+            .strip_prefix("error ")
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(c, m)| Some((c.parse().ok()?, m)))
+            .unwrap_or((125, l));
+        Err(ContainerError::StartFailed {
+            message: if message.is_empty() {
+                "the monitor exited without starting the container".into()
+            } else {
+                message.to_string()
+            },
+            code,
+        })
     }
 
     /// Waits for the container's first exit (after cleanup, so `--rm` is done); its code.
@@ -189,31 +190,28 @@ impl MonitorHandle {
         l.trim_end()
             .strip_prefix("exited ")
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| ContainerError::StartFailed(format!("monitor: {l:?}")))
+            .ok_or_else(|| failed(format!("monitor: {l:?}")))
     }
-}
-
-fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
-    let path = path.into();
-    move |source| ContainerError::Io { op, path, source }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The exit code docker gives a container whose program could not be started: 127 not
-/// found, 126 not executable, 125 anything else.
-pub fn start_failure_code(msg: &str) -> i32 {
-    if msg.contains("No such file or directory") || msg.contains("not found") {
-        127
-    } else if msg.contains("Permission denied") {
-        126
-    } else {
-        125
+/// found, 126 found but not executable, 125 anything else (from the step and errno the
+/// runtime reports, not from its message).
+pub fn start_failure_code(e: &ContainerError) -> i32 {
+    match e {
+        ContainerError::StartFailed { code, .. } => *code,
+        ContainerError::Runtime(r) => match r.exec_errno() {
+            Some(libc::ENOENT) => 127,
+            Some(_) => 126,
+            None => 125,
+        },
+        _ => 125,
     }
+}
+
+/// A start that failed for a reason of berth's own (125).
+fn failed(message: String) -> ContainerError {
+    ContainerError::StartFailed { message, code: 125 }
 }
 
 /// What cleanup decided.
@@ -264,7 +262,7 @@ impl Engine {
         let h = self
             .helpers
             .as_ref()
-            .ok_or_else(|| ContainerError::StartFailed("no monitor configured".into()))?;
+            .ok_or_else(|| failed("no monitor configured".into()))?;
         let dir = self.dir(&c.id);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let log = self.log_path(&c.id);
@@ -324,7 +322,7 @@ impl Engine {
         let status = cmd.status().map_err(io("start the monitor", &h.monitor))?;
         drop(ready_w);
         if !status.success() {
-            return Err(ContainerError::StartFailed(format!(
+            return Err(failed(format!(
                 "the monitor {} failed: {status}",
                 h.monitor.display()
             )));
@@ -350,7 +348,7 @@ impl Engine {
             .ok_or_else(|| ContainerError::NotFound(id.into()))?;
         if restart && c.life.stopped_by_user {
             self.update(id, |c| c.status = Status::Exited)?;
-            return Err(ContainerError::StartFailed(
+            return Err(failed(
                 "restart cancelled: the container was stopped".into(),
             ));
         }
@@ -378,10 +376,11 @@ impl Engine {
             }
             Err(e) => {
                 let msg = e.to_string();
+                let code = start_failure_code(&e);
                 let _ = self.release_run_resources(&c);
                 let _ = self.update(id, |c| {
                     c.status = Status::Exited;
-                    c.exit_code = Some(start_failure_code(&msg));
+                    c.exit_code = Some(code);
                     c.finished = Some(now());
                     c.life.error = Some(msg.clone());
                     c.life.pid = None;
@@ -526,7 +525,7 @@ impl Engine {
                 Ok((c, None))
             }
             _ => {
-                self.update(&c.id, |c| c.life.stopped_by_user = false)?;
+                // (start_init clears stopped_by_user: a user's start resumes the policy.)
                 let mut m = self.start_monitor(&c, false, attach)?;
                 m.started()?;
                 let c = self.find(&c.id)?;
@@ -628,16 +627,19 @@ impl Engine {
     pub fn wait(&self, key: &str) -> Result<i32, ContainerError> {
         let c = self.find(key)?;
         loop {
-            let Some(now) = self.raw(&c.id)? else {
+            let Some(rec) = self.raw(&c.id)? else {
                 // Removed (`--rm`): the monitor's exit file went with it.
                 return Ok(c.exit_code.unwrap_or(0));
             };
-            let now = self.refresh(now);
-            if now.status == Status::Exited
-                && (self.monitor_pid(&c.id).is_none()
-                    || self.raw(&c.id)?.is_some_and(|r| r.status == Status::Exited))
-            {
-                return Ok(now.exit_code.unwrap_or(-1));
+            if rec.status == Status::Exited {
+                return Ok(rec.exit_code.unwrap_or(-1));
+            }
+            // Nobody is left to record the exit (a killed monitor): the runtime's word.
+            if self.monitor_pid(&c.id).is_none() {
+                let now = self.refresh(rec);
+                if now.status == Status::Exited {
+                    return Ok(now.exit_code.unwrap_or(-1));
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -652,25 +654,23 @@ impl Engine {
     pub fn recover(&self) -> Result<Vec<String>, ContainerError> {
         let mut started = vec![];
         let mut first = None;
-        for c in self.list()? {
-            let raw = self.raw(&c.id)?;
-            let Some(raw) = raw else { continue };
+        for raw in self.records()? {
             let orphaned = matches!(
                 raw.status,
                 Status::Running | Status::Restarting | Status::Created
-            ) && self.monitor_pid(&c.id).is_none();
+            ) && self.monitor_pid(&raw.id).is_none();
             if !orphaned {
                 continue;
             }
-            let code = self.exit_file(&c.id).map_or(255, |(code, _)| code);
+            let code = self.exit_file(&raw.id).map_or(255, |(code, _)| code);
             if raw.status != Status::Created
-                || berth_runtime::state::dir(&self.runtime_root(), &c.id).exists()
+                || berth_runtime::state::dir(&self.runtime_root(), &raw.id).exists()
             {
                 let rt = self.runtime_root();
-                let _ = berth_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
-                self.wait_init_gone(&c.id, Duration::from_secs(5));
+                let _ = berth_runtime::container::kill(&rt, &raw.id, libc::SIGKILL, true);
+                self.wait_init_gone(&raw.id, Duration::from_secs(5));
                 // The exit is recorded here; the boot policy (below) decides restarts.
-                if let Err(e) = self.finish(&c.id, code, false) {
+                if let Err(e) = self.finish(&raw.id, code, false) {
                     first.get_or_insert(e);
                     continue;
                 }

@@ -106,6 +106,28 @@ impl Config {
     }
 }
 
+/// One line from a pipe of the monitor protocol (helper → monitor → CLI), newline
+/// included; empty at EOF. A byte at a time: the lines are few and short, and nothing
+/// may stay in a buffer, since the rest of the pipe (or a poll on it) belongs to others.
+pub fn read_line(r: &mut impl Read) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => break,
+            Ok(_) => {
+                line.push(b[0]);
+                if b[0] == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
 /// What a helper reported on its report pipe.
 fn run_helper(
     cfg: &Config,
@@ -138,17 +160,9 @@ fn run_helper(
     let mut child = cmd.spawn()?;
     drop(report_w);
     // One line, not to EOF: a created init holds a copy of the pipe until it execs.
-    let mut report = Vec::new();
-    let mut r = std::fs::File::from(report_r);
-    let mut b = [0u8; 1];
-    while r.read(&mut b)? == 1 {
-        report.push(b[0]);
-        if b[0] == b'\n' {
-            break;
-        }
-    }
+    let report = read_line(&mut std::fs::File::from(report_r))?;
     let status = child.wait()?;
-    Ok((String::from_utf8_lossy(&report).into_owned(), status))
+    Ok((report, status))
 }
 
 struct Ready(Option<std::fs::File>);
@@ -193,7 +207,7 @@ pub fn run(cfg: Config) -> i32 {
     match monitor(&cfg, &mut ready) {
         Ok(()) => 0,
         Err(e) => {
-            ready.say(&format!("error berth-monitor: {e}\n"));
+            ready.say(&format!("error 125 berth-monitor: {e}\n"));
             1
         }
     }
@@ -260,7 +274,7 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
             // Not started (refused, failed, or a restart the user cancelled): the
             // helper has put the record right; pass its words on.
             ready.say(if report.is_empty() {
-                "error the start helper died without a word\n"
+                "error 125 the start helper died without a word\n"
             } else {
                 &report
             });

@@ -85,9 +85,12 @@ impl Host {
     /// Nothing of any container is left: no mounts under the runroot, no records, no
     /// writable snapshots.
     pub fn assert_clean(&self) {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let rr = self.runroot().display().to_string();
-        assert!(!mounts.contains(&rr), "leaked mounts under {rr}");
+        let rr = self.runroot();
+        assert_eq!(
+            mounts_under(&rr),
+            Vec::<PathBuf>::new(),
+            "leaked mounts under {rr:?}"
+        );
         let o = self.berth(&["ps", "-aq"]);
         assert_eq!(o.stdout, "", "leftover containers");
         let active = self.dir.path().join("root/snapshots/active");
@@ -97,4 +100,25 @@ impl Host {
             "leftover snapshots"
         );
     }
+}
+
+/// Mount points at or under `dir`, in mount order (unmount in reverse).
+pub fn mounts_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let d = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&d))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// A TCP port free on the host right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

@@ -169,7 +169,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
     match msg {
         Ok(None) => {}
         Ok(Some(Msg::Failed(f))) => {
-            return Err(SpawnError::Exec(describe(&plan, &joined, &f)).into())
+            return Err(SpawnError::failed("exec failed", &f, describe(&plan, &joined, &f)).into())
         }
         _ => return Err(SpawnError::Exec("protocol error on the exec channel".into()).into()),
     }
@@ -239,7 +239,9 @@ fn rootless_fork(
     match msg {
         Ok(Some(Msg::Pid(p))) => Ok(Pid::from_raw(p)
             .ok_or_else(|| SpawnError::Exec("bad pid from the intermediate process".into()))?),
-        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Exec(describe(plan, joined, &f)).into()),
+        Ok(Some(Msg::Failed(f))) => {
+            Err(SpawnError::failed("exec failed", &f, describe(plan, joined, &f)).into())
+        }
         _ => {
             Err(SpawnError::Exec("the intermediate process of a rootless exec died".into()).into())
         }

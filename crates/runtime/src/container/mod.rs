@@ -67,6 +67,16 @@ pub enum Error {
     NotRunning { id: String },
 }
 
+impl Error {
+    /// See [`SpawnError::exec_errno`](crate::process::spawn::SpawnError::exec_errno).
+    pub fn exec_errno(&self) -> Option<i32> {
+        match self {
+            Error::Spawn(e) => e.exec_errno(),
+            _ => None,
+        }
+    }
+}
+
 /// Container ids name a directory under the root: they must be a single, plain path
 /// component (runc allows letters, digits and `_ + - .`).
 pub fn validate_id(id: &str) -> Result<(), Error> {

@@ -44,13 +44,49 @@ pub enum SpawnError {
     Exec(String),
     #[error("container init failed: {0}")]
     Init(String),
+    /// The child reported the step that failed (`context` says whose: the init's or an
+    /// exec'd process's).
+    #[error("{context}: {message}")]
+    Failed {
+        context: &'static str,
+        message: String,
+        step: channel::Step,
+        errno: i32,
+    },
     #[error("container init exited during setup ({0})")]
     InitDied(String),
+}
+
+impl SpawnError {
+    /// A failure frame from the child, described by `describe`.
+    pub fn failed(context: &'static str, f: &channel::Failure, describe: String) -> SpawnError {
+        SpawnError::Failed {
+            context,
+            message: describe,
+            step: f.step,
+            errno: f.errno,
+        }
+    }
+
+    /// The errno of a process whose program could not be exec'd (not found, not
+    /// executable): what docker's 127 and 126 exit codes tell apart.
+    pub fn exec_errno(&self) -> Option<i32> {
+        match self {
+            SpawnError::Failed {
+                step: channel::Step::ExecLookup | channel::Step::Exec,
+                errno,
+                ..
+            } => Some(*errno),
+            _ => None,
+        }
+    }
 }
 
 fn io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
+
+const INIT_FAILED: &str = "container init failed";
 
 /// One rlimit to apply with prlimit, by the parent, before the init goes on.
 #[derive(Debug, Clone)]
@@ -188,7 +224,7 @@ fn handshake(
     };
     match msg {
         Ok(Some(Msg::Ready)) => Ok(()),
-        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
+        Ok(Some(Msg::Failed(f))) => Err(SpawnError::failed(INIT_FAILED, &f, plan.describe(&f))),
         Ok(Some(Msg::Go | Msg::Pause | Msg::SeccompFd(_) | Msg::Pid(_))) | Err(_) => Err(
             SpawnError::Init("protocol error on the init channel".into()),
         ),
@@ -229,7 +265,7 @@ pub fn exit_code(s: rustix::process::WaitStatus) -> i32 {
 pub fn wait_exec(plan: &InitPlan, chan: &Channel) -> Result<(), SpawnError> {
     match chan.recv() {
         Ok(None) => Ok(()),
-        Ok(Some(Msg::Failed(f))) => Err(SpawnError::Init(plan.describe(&f))),
+        Ok(Some(Msg::Failed(f))) => Err(SpawnError::failed(INIT_FAILED, &f, plan.describe(&f))),
         _ => Err(SpawnError::Init(
             "protocol error on the init channel".into(),
         )),

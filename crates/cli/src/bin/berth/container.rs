@@ -130,35 +130,21 @@ pub struct PsArgs {
 
 /// Whether a container passes `ps --filter`s (docker's keys).
 fn ps_matches(c: &berth_engine::Container, filters: &[(String, String)]) -> bool {
-    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.iter().all(|key| {
-        filters
-            .iter()
-            .filter(|(k, _)| k == key)
-            .any(|(_, v)| match *key {
-                "name" => c.name.contains(v.as_str()),
-                "id" => c.id.starts_with(v.as_str()),
-                "status" => serde_json::to_value(c.status).is_ok_and(|s| s == v.as_str()),
-                "label" => {
-                    let (k, want) = v
-                        .split_once('=')
-                        .map_or((v.as_str(), None), |(k, w)| (k, Some(w)));
-                    c.labels
-                        .iter()
-                        .any(|(lk, lv)| lk == k && want.is_none_or(|w| w == lv))
-                }
-                "ancestor" => {
-                    c.image == *v
-                        || c.image_id.starts_with(v.as_str())
-                        || c.image.starts_with(&format!("{v}:"))
-                }
-                "exited" => {
-                    c.status == Status::Exited && c.exit_code.is_some_and(|x| x.to_string() == *v)
-                }
-                _ => false,
-            })
+    berth_engine::events::filters_match(filters, |key, v| match key {
+        "name" => c.name.contains(v),
+        "id" => c.id.starts_with(v),
+        "status" => serde_json::to_value(c.status).is_ok_and(|s| s == v),
+        "label" => {
+            let (k, want) = v.split_once('=').map_or((v, None), |(k, w)| (k, Some(w)));
+            c.labels
+                .iter()
+                .any(|(lk, lv)| lk == k && want.is_none_or(|w| w == lv))
+        }
+        "ancestor" => {
+            c.image == v || c.image_id.starts_with(v) || c.image.starts_with(&format!("{v}:"))
+        }
+        "exited" => c.status == Status::Exited && c.exit_code.is_some_and(|x| x.to_string() == v),
+        _ => false,
     })
 }
 

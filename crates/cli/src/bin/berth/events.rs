@@ -2,6 +2,7 @@
 
 use crate::container::engine;
 use crate::image::Format;
+use crate::logs::time_flag;
 use crate::Cli;
 use anyhow::{Context, Result};
 use berth_engine::events::{self, Event};
@@ -53,17 +54,8 @@ fn print(e: &Event, format: Format) -> Result<()> {
 pub fn events(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     let engine = engine(cli)?;
     let now = time::now_nanos();
-    let point = |s: &Option<String>, flag: &str| -> Result<Option<i128>> {
-        s.as_deref()
-            .map(|v| {
-                time::parse_point(v, now).with_context(|| {
-                    format!("--{flag} {v:?}: expected RFC 3339, a Unix time or a duration like 10m")
-                })
-            })
-            .transpose()
-    };
-    let since = point(&a.since, "since")?.unwrap_or(now);
-    let until = point(&a.until, "until")?;
+    let since = time_flag(&a.since, "since", now)?.unwrap_or(now);
+    let until = time_flag(&a.until, "until", now)?;
     let filters = a
         .filter
         .iter()

@@ -90,7 +90,7 @@ pub fn code(e: &anyhow::Error) -> i32 {
                 C::Image(i) => return image(i).unwrap_or(1),
                 C::NotFound(_) => return NOT_FOUND,
                 C::NameInUse(..) | C::Running(_) | C::NotRunning(_) => return CONFLICT,
-                C::StartFailed(m) => return berth_engine::lifecycle::start_failure_code(m),
+                C::StartFailed { code, .. } => return *code,
                 C::Volume(v) => return volume(v).unwrap_or(1),
                 C::Network(n) if n.is_port_conflict() => return CONFLICT,
                 C::Network(n) if n.is_not_found() => return NOT_FOUND,

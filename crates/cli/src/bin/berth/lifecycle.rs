@@ -174,9 +174,12 @@ pub fn internal(cli: &Cli, i: &Internal) -> Result<i32> {
             Ok(0)
         }
         Err(e) => {
-            // One line: the monitor reads a line, not to EOF.
+            // One line ("error CODE MESSAGE"): the monitor reads a line, not to EOF.
+            let code = e
+                .downcast_ref::<berth_engine::ContainerError>()
+                .map_or(125, berth_engine::lifecycle::start_failure_code);
             let msg = format!("{e:#}").replace('\n', "; ");
-            let _ = writeln!(report, "error {msg}");
+            let _ = writeln!(report, "error {code} {msg}");
             Ok(1)
         }
     }

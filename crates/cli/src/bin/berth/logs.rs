@@ -76,21 +76,24 @@ fn tail(lines: Vec<LogLine>, n: usize) -> Vec<LogLine> {
     lines.into_iter().skip(start).collect()
 }
 
+/// A `--since`/`--until` value (RFC 3339, a Unix time, or a duration before `now`) in
+/// nanoseconds since the epoch.
+pub fn time_flag(v: &Option<String>, flag: &str, now: i128) -> Result<Option<i128>> {
+    v.as_deref()
+        .map(|v| {
+            time::parse_point(v, now).with_context(|| {
+                format!("--{flag} {v:?}: expected RFC 3339, a Unix time or a duration like 10m")
+            })
+        })
+        .transpose()
+}
+
 pub fn logs(cli: &Cli, a: &LogsArgs) -> Result<i32> {
     let engine = engine(cli)?;
     let c = engine.find(&a.container)?;
     let now = time::now_nanos();
-    let point = |s: &Option<String>, flag: &str| -> Result<Option<i128>> {
-        s.as_deref()
-            .map(|v| {
-                time::parse_point(v, now).with_context(|| {
-                    format!("--{flag} {v:?}: expected RFC 3339, a Unix time or a duration like 10m")
-                })
-            })
-            .transpose()
-    };
-    let since = point(&a.since, "since")?;
-    let until = point(&a.until, "until")?;
+    let since = time_flag(&a.since, "since", now)?;
+    let until = time_flag(&a.until, "until", now)?;
     let n = match a.tail.as_str() {
         "all" | "-1" => None,
         t => Some(

@@ -12,6 +12,7 @@
 //! so keys, Ctrl-C included, reach the container's line discipline unchanged.
 
 use anyhow::{Context, Result};
+use berth_engine::lifecycle::Forwarded;
 use berth_engine::{Engine, ExecOptions, ExecOutcome};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{Pid, WaitOptions};
@@ -52,44 +53,6 @@ impl Drop for RawMode {
     }
 }
 
-/// Signals we handle; blocked while the loop runs, the old mask back on drop.
-struct Signals {
-    fd: OwnedFd,
-    old: berth_sys::signal::SigSet,
-}
-
-impl Signals {
-    fn block() -> Result<Signals> {
-        let mut set = berth_sys::signal::SigSet::empty();
-        for s in FORWARDED.iter().chain(&[libc::SIGCHLD, libc::SIGWINCH]) {
-            set.add(*s);
-        }
-        let errno = |e: berth_sys::Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
-        let old = berth_sys::signal::set_mask(&set)
-            .map_err(errno)
-            .context("blocking signals")?;
-        let fd = berth_sys::signal::signalfd(&set)
-            .map_err(errno)
-            .context("signalfd")?;
-        Ok(Signals { fd, old })
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        let _ = berth_sys::signal::set_mask(&self.old);
-    }
-}
-
-const FORWARDED: [i32; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
 /// ^D: what the line discipline turns into end-of-file for the reader.
 const VEOF: u8 = 0x04;
 
@@ -115,7 +78,7 @@ fn console_socket(engine: &Engine, what: &str) -> Result<(UnixListener, SocketFi
 /// the monitor once the pty is closed.
 pub fn run(engine: &Engine, o: &berth_engine::RunOptions, interactive: bool) -> Result<i32> {
     let (listener, file) = console_socket(engine, "run")?;
-    let signals = Signals::block()?;
+    let signals = Forwarded::block_with(&[libc::SIGCHLD, libc::SIGWINCH])?;
     let attach = berth_engine::Attach {
         stdin: false,
         console_socket: Some(file.0.clone()),
@@ -145,7 +108,7 @@ pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -
     o.console_socket = Some(file.0.clone());
     let _file = file;
     o.tty = true;
-    let signals = Signals::block()?;
+    let signals = Forwarded::block_with(&[libc::SIGCHLD, libc::SIGWINCH])?;
     let pid = match engine.exec(key, &o)? {
         ExecOutcome::Started { pid } => pid,
         ExecOutcome::Exited { code } => return Ok(code),
@@ -200,18 +163,12 @@ fn copy_size(master: &OwnedFd) {
     }
 }
 
-fn exit_code(s: rustix::process::WaitStatus) -> i32 {
-    s.exit_status()
-        .or_else(|| s.terminating_signal().map(|sig| 128 + sig))
-        .unwrap_or(255)
-}
-
 /// Carries the terminal until the pty closes; the exit code of a child (for a
 /// container, 0: the monitor has the real one).
 fn proxy(
     master: &OwnedFd,
     target: Target<'_>,
-    signals: &Signals,
+    signals: &Forwarded,
     interactive: bool,
 ) -> Result<i32> {
     let stdin = std::io::stdin();
@@ -225,14 +182,14 @@ fn proxy(
     // The process may have exited before the signals were read: look once.
     if let Some(pid) = pid {
         if let Ok(Some((_, s))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
-            status = Some(exit_code(s));
+            status = Some(berth_runtime::process::spawn::exit_code(s));
         }
     }
     let mut buf = [0u8; 8192];
     while master_open {
         let mut fds = vec![
             PollFd::new(master, PollFlags::IN),
-            PollFd::new(&signals.fd, PollFlags::IN),
+            PollFd::new(signals.fd(), PollFlags::IN),
         ];
         if stdin_open {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
@@ -264,14 +221,14 @@ fn proxy(
             }
         }
         if ready[1] {
-            if let Ok(sig) = berth_sys::signal::read_signal(&signals.fd) {
+            if let Ok(sig) = berth_sys::signal::read_signal(signals.fd()) {
                 match sig {
                     libc::SIGCHLD => {
                         if let Some(pid) = pid {
                             if let Ok(Some((_, s))) =
                                 rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)
                             {
-                                status = Some(exit_code(s));
+                                status = Some(berth_runtime::process::spawn::exit_code(s));
                             }
                         }
                     }
@@ -310,7 +267,7 @@ fn proxy(
                     }
                 }
             };
-            Ok(exit_code(s))
+            Ok(berth_runtime::process::spawn::exit_code(s))
         }
     }
 }
