@@ -152,10 +152,11 @@ impl Engine {
         runroot: &Path,
         driver: Option<berth_image::snapshot::Driver>,
     ) -> Result<Engine, ContainerError> {
+        let images = Images::open(root, driver)?;
         Ok(Engine {
-            images: Images::open(root, driver)?,
+            volumes: crate::volume::Volumes::with_store(root, images.meta.clone()),
+            images,
             root: root.to_path_buf(),
-            volumes: crate::volume::Volumes::open(root),
             runroot: runroot.to_path_buf(),
             helpers: None,
             network: berth_network::NetworkConfig::new(root, runroot),
@@ -209,6 +210,12 @@ impl Engine {
                     c.exit_code = Some(code);
                     c.finished = Some(at);
                 }
+            } else if alive
+                && c.status == Status::Created
+                && state.is_ok_and(|s| s.status() == berth_runtime::state::Status::Running)
+            {
+                // Started, but the CLI that would have recorded it was killed first.
+                c.status = Status::Running;
             }
         }
         c
@@ -411,7 +418,7 @@ impl Engine {
         let (rec, _) = self.create(o)?;
         let started = self
             .start_monitor(&rec, false, attach)
-            .and_then(|mut m| m.started().map(|_| m));
+            .and_then(|mut m| m.started(self).map(|_| m));
         match started {
             Ok(m) => Ok((rec, m)),
             Err(e) => {

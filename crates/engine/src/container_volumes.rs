@@ -89,49 +89,54 @@ impl Engine {
             .cloned()
             .chain(image_volumes(image, requests))
             .collect();
-        let planned: Vec<Planned> = self.images.meta.write(|tx| {
-            let mut planned = vec![];
-            for r in &all {
-                let MountRequest::Volume {
-                    name,
-                    target,
-                    nocopy,
-                    labels,
-                    size,
-                    ..
-                } = r
-                else {
-                    continue;
-                };
-                let existing = match name {
-                    Some(n) => tx.get::<Volume>(VOLUMES, n)?,
-                    None => None,
-                };
-                let (volume, fresh) = match existing {
-                    Some(v) => (v, false),
-                    None => {
-                        let v = Volumes::new_record(&CreateOptions {
-                            name: name.clone(),
-                            labels: labels.clone(),
-                            size: *size,
-                        })?;
-                        Volumes::insert(tx, &v)?;
-                        (v, true)
-                    }
-                };
-                planned.push(Planned {
-                    volume,
-                    fresh,
-                    target: target.clone(),
-                    nocopy: *nocopy,
-                });
-            }
-            if let Some(mut c) = tx.get::<Container>(CONTAINERS, id)? {
-                c.volumes = names(&planned);
-                tx.put(CONTAINERS, id, &c)?;
-            }
-            Ok::<_, ContainerError>(planned)
-        })?;
+        let any_volume = all.iter().any(|r| matches!(r, MountRequest::Volume { .. }));
+        let planned: Vec<Planned> = if !any_volume {
+            vec![]
+        } else {
+            self.images.meta.write(|tx| {
+                let mut planned = vec![];
+                for r in &all {
+                    let MountRequest::Volume {
+                        name,
+                        target,
+                        nocopy,
+                        labels,
+                        size,
+                        ..
+                    } = r
+                    else {
+                        continue;
+                    };
+                    let existing = match name {
+                        Some(n) => tx.get::<Volume>(VOLUMES, n)?,
+                        None => None,
+                    };
+                    let (volume, fresh) = match existing {
+                        Some(v) => (v, false),
+                        None => {
+                            let v = Volumes::new_record(&CreateOptions {
+                                name: name.clone(),
+                                labels: labels.clone(),
+                                size: *size,
+                            })?;
+                            Volumes::insert(tx, &v)?;
+                            (v, true)
+                        }
+                    };
+                    planned.push(Planned {
+                        volume,
+                        fresh,
+                        target: target.clone(),
+                        nocopy: *nocopy,
+                    });
+                }
+                if let Some(mut c) = tx.get::<Container>(CONTAINERS, id)? {
+                    c.volumes = names(&planned);
+                    tx.put(CONTAINERS, id, &c)?;
+                }
+                Ok::<_, ContainerError>(planned)
+            })?
+        };
         for p in &planned {
             self.volumes.prepare(&p.volume, p.fresh)?;
             self.fill(&p.volume.name, rootfs, &p.target, p.nocopy)?;
@@ -226,6 +231,9 @@ impl Engine {
     /// gone, unless another container uses one too. Returns their names; gathers every
     /// failure and reports the first.
     pub fn remove_anonymous_volumes(&self, c: &Container) -> Result<Vec<String>, ContainerError> {
+        if c.volumes.is_empty() {
+            return Ok(vec![]);
+        }
         let gone: Vec<String> = self.images.meta.write(|tx| {
             let users: Vec<Container> = tx
                 .list::<Container>(CONTAINERS)?

@@ -7,6 +7,7 @@
 //! (runtime state under RUNROOT/runtime) → **exited** (exit code recorded) → removed
 //! (record, snapshot, bundle and runtime state gone).
 
+mod cgroup_warm;
 pub mod container;
 mod container_volumes;
 pub mod copy_up;

@@ -113,11 +113,17 @@ impl Drop for Forwarded {
     }
 }
 
-/// The line to a monitor this process started.
+/// The socket to a monitor this process started (the protocol is in
+/// [`berth_monitor`]'s crate doc).
 pub struct MonitorHandle {
     /// Polled and read a line at a time ([`berth_monitor::monitor::read_line`]).
-    ready: std::fs::File,
+    ready: std::os::unix::net::UnixStream,
     id: String,
+    create_only: bool,
+    /// This process cleans up after the exit (`--peer-cleanup`).
+    peer: bool,
+    /// Until the start is reported ([`crate::cgroup_warm`]).
+    warm: Option<crate::cgroup_warm::Warmer>,
 }
 
 impl MonitorHandle {
@@ -127,6 +133,12 @@ impl MonitorHandle {
             path: PathBuf::from(&self.id),
             source,
         })
+    }
+
+    /// A monitor that has gone only makes this fail, and it needs nothing more from us.
+    fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let _ = self.ready.write_all(line.as_bytes());
     }
 
     /// [`exited`](Self::exited), forwarding the signals this process gets (Ctrl-C,
@@ -156,17 +168,38 @@ impl MonitorHandle {
                 }
             }
             if !fds[0].revents().is_empty() {
-                break self.exited();
+                break self.exited(engine);
             }
         };
         res
     }
 
-    /// Waits for the init to run; its pid. A failure comes as "error CODE MESSAGE".
-    pub fn started(&mut self) -> Result<i32, ContainerError> {
-        let l = self.line()?;
+    /// Waits for the init to run and records the start (or the failure, which comes as
+    /// "error CODE MESSAGE"); the init's pid. The helper that started it left the record
+    /// to us: one writer fewer per run.
+    pub fn started(&mut self, engine: &Engine) -> Result<i32, ContainerError> {
+        let l = self.line();
+        self.warm = None;
+        let l = l?;
         let l = l.trim_end();
         if let Some(pid) = l.strip_prefix("started ").and_then(|p| p.parse().ok()) {
+            let create_only = self.create_only;
+            engine.update(&self.id, |c| {
+                c.status = if create_only {
+                    Status::Created
+                } else {
+                    Status::Running
+                };
+                c.life.pid = Some(pid);
+                c.life.started = Some(now());
+                c.life.error = None;
+                c.exit_code = None;
+                c.finished = None;
+                // A user's start resumes the restart policy.
+                c.life.stopped_by_user = false;
+                c.life.restart_count = 0;
+            })?;
+            self.say("recorded\n");
             return Ok(pid);
         }
         let (code, message) = l
@@ -174,23 +207,42 @@ impl MonitorHandle {
             .and_then(|r| r.split_once(' '))
             .and_then(|(c, m)| Some((c.parse().ok()?, m)))
             .unwrap_or((125, l));
-        Err(ContainerError::StartFailed {
-            message: if message.is_empty() {
-                "the monitor exited without starting the container".into()
-            } else {
-                message.to_string()
-            },
-            code,
-        })
+        let message = if message.is_empty() {
+            "the monitor exited without starting the container".to_string()
+        } else {
+            message.to_string()
+        };
+        engine.update(&self.id, |c| {
+            c.status = Status::Exited;
+            c.exit_code = Some(code);
+            c.finished = Some(now());
+            c.life.error = Some(message.clone());
+            c.life.pid = None;
+        })?;
+        Err(ContainerError::StartFailed { message, code })
     }
 
-    /// Waits for the container's first exit (after cleanup, so `--rm` is done); its code.
-    pub fn exited(&mut self) -> Result<i32, ContainerError> {
+    /// Waits for the container's first exit, cleaned up (so `--rm` is done); its code.
+    /// With `--peer-cleanup` the cleanup is ours; one that fails is left to the monitor's
+    /// helper.
+    pub fn exited(&mut self, engine: &Engine) -> Result<i32, ContainerError> {
         let l = self.line()?;
-        l.trim_end()
+        let code: i32 = l
+            .trim_end()
             .strip_prefix("exited ")
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| failed(format!("monitor: {l:?}")))
+            .ok_or_else(|| failed(format!("monitor: {l:?}")))?;
+        if self.peer {
+            match engine.cleanup(&self.id, code) {
+                Ok(Next::Done) => self.say("done\n"),
+                Ok(Next::Restart(d)) => self.say(&format!("restart {}\n", d.as_millis())),
+                Err(e) => {
+                    tracing::warn!("cleaning up after {}: {e}; the monitor retries", self.id);
+                    let _ = self.ready.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        }
+        Ok(code)
     }
 }
 
@@ -270,8 +322,13 @@ impl Engine {
             std::fs::create_dir_all(p).map_err(io("create", p))?;
         }
         let _ = std::fs::remove_file(dir.join("exit"));
-        let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| io("pipe for", &dir)(e.into()))?;
+        let (ready_r, ready_w) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| io("socketpair for", &dir)(e.into()))?;
         // The monitor finds its end by number, so it must survive exec; this process
         // has no threads that could spawn anything else meanwhile.
         berth_sys::fd::clear_cloexec(std::os::fd::AsRawFd::as_raw_fd(&ready_w)).map_err(|e| {
@@ -295,7 +352,11 @@ impl Engine {
         if create_only {
             cmd.arg("--create-only");
         }
+        if attach.is_some() {
+            cmd.arg("--peer-cleanup");
+        }
         use std::process::Stdio;
+        let attach_given = attach.is_some();
         match attach {
             Some(a) => {
                 if let Some(p) = &a.console_socket {
@@ -318,6 +379,7 @@ impl Engine {
             }
         }
         cmd.arg("--").args(&h.berth);
+        let warm = crate::cgroup_warm::Warmer::start();
         // The monitor forks once and its first process exits at once.
         let status = cmd.status().map_err(io("start the monitor", &h.monitor))?;
         drop(ready_w);
@@ -328,14 +390,18 @@ impl Engine {
             )));
         }
         Ok(MonitorHandle {
-            ready: std::fs::File::from(ready_r),
+            ready: std::os::unix::net::UnixStream::from(ready_r),
             id: c.id.clone(),
+            create_only,
+            peer: attach_given,
+            warm,
         })
     }
 
     /// `internal start`, in the helper the monitor runs with the container's stdio:
-    /// creates the container in this process and returns the init's pid. On failure the
-    /// record says so and nothing of the attempt is left.
+    /// creates the container in this process and returns the init's pid. On failure
+    /// nothing of the attempt is left. The CLI waiting on the monitor records the first
+    /// start ([`MonitorHandle::started`]); a restart has no CLI and records itself.
     pub fn start_init(
         &self,
         id: &str,
@@ -353,6 +419,11 @@ impl Engine {
             ));
         }
         match self.start_init_inner(&c, create_only, console_socket) {
+            Ok(pid) if !restart => {
+                let action = if create_only { "init" } else { "start" };
+                self.container_event(action, &c, &[("pid", pid.to_string())]);
+                Ok(pid)
+            }
             Ok(pid) => {
                 self.update(id, |c| {
                     c.status = if create_only {
@@ -365,10 +436,6 @@ impl Engine {
                     c.life.error = None;
                     c.exit_code = None;
                     c.finished = None;
-                    if !restart {
-                        c.life.stopped_by_user = false;
-                        c.life.restart_count = 0;
-                    }
                 })?;
                 let action = if create_only { "init" } else { "start" };
                 self.container_event(action, &c, &[("pid", pid.to_string())]);
@@ -378,6 +445,9 @@ impl Engine {
                 let msg = e.to_string();
                 let code = start_failure_code(&e);
                 let _ = self.release_run_resources(&c);
+                if !restart {
+                    return Err(e);
+                }
                 let _ = self.update(id, |c| {
                     c.status = Status::Exited;
                     c.exit_code = Some(code);
@@ -527,7 +597,7 @@ impl Engine {
             _ => {
                 // (start_init clears stopped_by_user: a user's start resumes the policy.)
                 let mut m = self.start_monitor(&c, false, attach)?;
-                m.started()?;
+                m.started(self)?;
                 let c = self.find(&c.id)?;
                 Ok((c, Some(m)))
             }
@@ -678,7 +748,7 @@ impl Engine {
             if restart::starts_on_boot(raw.life.restart, raw.life.stopped_by_user) {
                 match self
                     .start_monitor(&raw, false, None)
-                    .and_then(|mut m| m.started())
+                    .and_then(|mut m| m.started(self))
                 {
                     Ok(_) => started.push(raw.name.clone()),
                     Err(e) => {

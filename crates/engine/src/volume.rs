@@ -116,9 +116,14 @@ pub struct Volumes {
 
 impl Volumes {
     pub fn open(root: &Path) -> Volumes {
+        Volumes::with_store(root, Store::new(root.join("berth.redb")))
+    }
+
+    /// The volumes under `root`, recorded in `meta` (the engine shares its store's open).
+    pub fn with_store(root: &Path, meta: Store) -> Volumes {
         Volumes {
             dir: root.join("volumes"),
-            meta: Store::new(root.join("berth.redb")),
+            meta,
         }
     }
 

@@ -4,16 +4,20 @@
 //! the CLI which started it:
 //!
 //! ```text
-//! berth run -d ──spawn──▶ berth-monitor (forks once, setsid, child subreaper)
-//!                            │ 1. `berth internal start ID` with stdout/stderr = pipes to us:
-//!                            │    creates the container in-process, reports "started PID",
-//!                            │    exits; the init is re-parented to us (subreaper)
-//!    ◀── "started PID" ──────┤ 2. the CLI returns (`-d`) or keeps reading (foreground)
-//!                            │ 3. pipes → CRI log file (rotated), and our stdout/stderr with --tee
-//!                            │ 4. reap the init; write the exit file
-//!                            │ 5. `berth internal cleanup ID --exit-code N`: runtime state,
-//!                            │    network, mounts, record, --rm; answers "restart MS" or "done"
-//!    ◀── "exited N" ─────────┤ 6. restart after the backoff (back to 1), or exit
+//! berth run ──spawn──▶ berth-monitor (forks once, setsid, child subreaper)
+//!    (socket)            │ 1. `berth internal start ID` with stdout/stderr = pipes to us:
+//!                        │    creates the container in-process, reports "started PID",
+//!                        │    exits; the init is re-parented to us (subreaper)
+//!    ◀── "started PID" ──┤ 2. the CLI records the start and answers "recorded", then
+//!    ── "recorded" ────▶ │    returns (`-d`) or keeps reading (foreground)
+//!                        │ 3. pipes → CRI log file (rotated), and our stdout/stderr with --tee
+//!                        │ 4. reap the init; write the exit file
+//!    ◀── "exited N" ─────┤ 5. with --peer-cleanup the waiting CLI cleans up itself and
+//!    ── "done" ────────▶ │    answers "done" or "restart MS"; otherwise (or if it went
+//!                        │    away) `berth internal cleanup ID --exit-code N` does: runtime
+//!                        │    state, network, mounts, record, --rm; "restart MS" or "done"
+//!                        │ 6. restart after the backoff (`internal start --restart`, which
+//!                        │    records itself; back to 3), or exit
 //! ```
 //!
 //! The container's lifecycle logic (policies, the store, the runtime) lives in the

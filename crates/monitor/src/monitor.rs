@@ -29,8 +29,13 @@ pub struct Config {
     pub rotation: Rotation,
     pub exit_file: PathBuf,
     pub pid_file: PathBuf,
-    /// Where the starting CLI reads "started PID" / "error ..." / "exited N".
+    /// A socket to the starting CLI: the monitor says "started PID" / "error CODE MSG" /
+    /// "exited N"; the CLI answers "recorded" once the start is in its record (and, with
+    /// `peer_cleanup`, "done" / "restart MS" once it has cleaned up after the exit).
     pub ready_fd: Option<i32>,
+    /// The CLI waits for the exit and cleans up itself (a foreground run), saving the
+    /// cleanup helper; if it goes away first, the helper runs as usual.
+    pub peer_cleanup: bool,
     /// Copy the container's output to our stdout/stderr too (a foreground run).
     pub tee: bool,
     pub stdin: StdinMode,
@@ -44,8 +49,8 @@ pub struct Config {
 }
 
 const USAGE: &str = "usage: berth-monitor --id ID --log PATH --exit-file PATH --pid-file PATH \
-[--max-size BYTES] [--max-files N] [--ready-fd FD] [--tee] [--stdin null|inherit|pipe] \
-[--create-only] [--console-socket PATH] -- BERTH [FLAGS...]";
+[--max-size BYTES] [--max-files N] [--ready-fd FD] [--peer-cleanup] [--tee] \
+[--stdin null|inherit|pipe] [--create-only] [--console-socket PATH] -- BERTH [FLAGS...]";
 
 impl Config {
     pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Config, String> {
@@ -56,6 +61,7 @@ impl Config {
             exit_file: PathBuf::new(),
             pid_file: PathBuf::new(),
             ready_fd: None,
+            peer_cleanup: false,
             tee: false,
             stdin: StdinMode::Null,
             create_only: false,
@@ -81,6 +87,7 @@ impl Config {
                 "--max-size" => c.rotation.max_size = num(value(&mut args, &s)?)?,
                 "--max-files" => c.rotation.max_files = num(value(&mut args, &s)?)? as u32,
                 "--ready-fd" => c.ready_fd = Some(num(value(&mut args, &s)?)? as i32),
+                "--peer-cleanup" => c.peer_cleanup = true,
                 "--tee" => c.tee = true,
                 "--console-socket" => c.console_socket = Some(value(&mut args, &s)?.into()),
                 "--create-only" => c.create_only = true,
@@ -165,6 +172,7 @@ fn run_helper(
     Ok((report, status))
 }
 
+/// The socket to the CLI that started the monitor, until it goes away.
 struct Ready(Option<std::fs::File>);
 
 impl Ready {
@@ -172,6 +180,18 @@ impl Ready {
         if let Some(f) = self.0.as_mut() {
             if f.write_all(line.as_bytes()).is_err() {
                 self.0 = None;
+            }
+        }
+    }
+
+    /// The CLI's next line; None (and no more talk) once it has gone.
+    fn hear(&mut self) -> Option<String> {
+        let f = self.0.as_mut()?;
+        match read_line(f) {
+            Ok(l) if !l.is_empty() => Some(l),
+            _ => {
+                self.0 = None;
+                None
             }
         }
     }
@@ -283,23 +303,42 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
         if first {
             ready.say(&report);
         }
-        first = false;
         let code = pump(&mut log, &mut tee, [&out_r, &err_r], &sigfd, pid)?;
         let _ = std::fs::write(
             &cfg.exit_file,
             format!("{code} {}\n", crate::time::now_nanos()),
         );
-        let (next, _) = run_helper(
-            cfg,
-            "cleanup",
-            &["--exit-code".into(), code.to_string()],
-            None,
-        )?;
-        ready.say(&format!("exited {code}\n"));
-        if !tee {
-            // The foreground CLI has what it waited for.
+        if first {
+            // The CLI records the first start; the exit's record must come after it.
+            // A CLI that went away without a word leaves the record to the cleanup.
+            let _ = ready.hear();
+        }
+        first = false;
+        let mut next = None;
+        if cfg.peer_cleanup && ready.0.is_some() {
+            ready.say(&format!("exited {code}\n"));
+            next = ready
+                .hear()
+                .filter(|l| l == "done\n" || l.starts_with("restart "));
             ready.0 = None;
         }
+        let next = match next {
+            Some(n) => n,
+            None => {
+                let (next, _) = run_helper(
+                    cfg,
+                    "cleanup",
+                    &["--exit-code".into(), code.to_string()],
+                    None,
+                )?;
+                ready.say(&format!("exited {code}\n"));
+                if !tee {
+                    // The foreground CLI has what it waited for.
+                    ready.0 = None;
+                }
+                next
+            }
+        };
         match next.trim_end().strip_prefix("restart ") {
             Some(ms) => {
                 ready.0 = None;

@@ -8,6 +8,7 @@ use libseccomp::{
 use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
+use std::path::Path;
 use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,37 @@ fn lib(field: &str) -> impl Fn(libseccomp::error::SeccompError) -> SeccompError 
 /// Compiles the profile. Syscall names this kernel's libseccomp does not know are
 /// skipped, as runc does, so one profile serves old and new kernels.
 pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    compile_cached(s, None)
+}
+
+/// [`compile`], reusing the BPF of an earlier compile of the same profile from `cache`
+/// (a directory only root can write): libseccomp takes ~10 ms for a docker-sized profile,
+/// more than the rest of a container's creation. The key covers everything the output
+/// depends on: the profile, libseccomp's version and API level (its kernel probe) and the
+/// kernel release. A cache that cannot be read or written is only slower.
+pub fn compile_cached(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<Program, SeccompError> {
+    let (flags, listener) = check(s)?;
+    let cached = cache.and_then(|dir| Some((dir, cache_key(s)?)));
+    if let Some(bpf) = cached.as_ref().and_then(|(dir, key)| read_cached(dir, key)) {
+        return Ok(Program {
+            bpf,
+            flags,
+            listener,
+        });
+    }
+    let bpf = build(s)?;
+    if let Some((dir, key)) = &cached {
+        write_cached(dir, key, &bpf);
+    }
+    Ok(Program {
+        bpf,
+        flags,
+        listener,
+    })
+}
+
+/// The checks that need no libseccomp, and the seccomp(2) flags and listener.
+fn check(s: &LinuxSeccomp) -> Result<(u32, Option<Listener>), SeccompError> {
     let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
     let default = action(s.default_action(), s.default_errno_ret(), default_errno);
     if default == ScmpAction::Notify {
@@ -101,20 +133,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
             field: "linux.seccomp.defaultAction".into(),
             problem: "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own last syscalls would wait on a listener that has no fd yet)".into(),
         });
-    }
-    let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction"))?;
-    let mut notify = false;
-    for (i, arch) in s.architectures().iter().flatten().enumerate() {
-        let field = format!("linux.seccomp.architectures[{i}]");
-        let name = serde_json::to_value(arch)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let a = ScmpArch::from_str(&name).map_err(|_| SeccompError::Invalid {
-            field: field.clone(),
-            problem: format!("unknown architecture {name:?}"),
-        })?;
-        ctx.add_arch(a).map_err(lib(&field))?;
     }
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
@@ -127,22 +145,66 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
             }
         };
     }
+    let mut notify = false;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        let act = action(sc.action(), sc.errno_ret(), default_errno);
+        if act != ScmpAction::Notify || act == default {
+            continue;
+        }
+        notify = true;
+        if let Some(n) = sc.names().iter().find(|n| *n == "sendmsg") {
+            return Err(SeccompError::Invalid {
+                field: format!("linux.seccomp.syscalls[{i}].names"),
+                problem: format!(
+                    "{n} cannot use SCMP_ACT_NOTIFY: the runtime sends the notify fd with it"
+                ),
+            });
+        }
+    }
+    if !notify {
+        return Ok((flags, None));
+    }
+    let path = s
+        .listener_path()
+        .clone()
+        .ok_or_else(|| SeccompError::Invalid {
+            field: "linux.seccomp.listenerPath".into(),
+            problem: "required when a rule uses SCMP_ACT_NOTIFY".into(),
+        })?;
+    // The kernel refuses TSYNC together with NEW_LISTENER; the process that
+    // installs the filter is single-threaded, so TSYNC has nothing to sync anyway.
+    flags = (flags & !SECCOMP_FILTER_FLAG_TSYNC) | SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    Ok((
+        flags,
+        Some(Listener {
+            path,
+            metadata: s.listener_metadata().clone(),
+        }),
+    ))
+}
+
+/// The BPF program, by libseccomp.
+fn build(s: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
+    let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
+    let default = action(s.default_action(), s.default_errno_ret(), default_errno);
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction"))?;
+    for (i, arch) in s.architectures().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.architectures[{i}]");
+        let name = serde_json::to_value(arch)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let a = ScmpArch::from_str(&name).map_err(|_| SeccompError::Invalid {
+            field: field.clone(),
+            problem: format!("unknown architecture {name:?}"),
+        })?;
+        ctx.add_arch(a).map_err(lib(&field))?;
+    }
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let act = action(sc.action(), sc.errno_ret(), default_errno);
         if act == default {
             continue;
-        }
-        if act == ScmpAction::Notify {
-            notify = true;
-            if let Some(n) = sc.names().iter().find(|n| *n == "sendmsg") {
-                return Err(SeccompError::Invalid {
-                    field: format!("{field}.names"),
-                    problem: format!(
-                        "{n} cannot use SCMP_ACT_NOTIFY: the runtime sends the notify fd with it"
-                    ),
-                });
-            }
         }
         for name in sc.names() {
             let Ok(nr) = ScmpSyscall::from_name(name) else {
@@ -183,29 +245,65 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
             field: "linux.seccomp".into(),
             message: e.to_string(),
         })?;
-    let listener = if notify {
-        let path = s
-            .listener_path()
-            .clone()
-            .ok_or_else(|| SeccompError::Invalid {
-                field: "linux.seccomp.listenerPath".into(),
-                problem: "required when a rule uses SCMP_ACT_NOTIFY".into(),
-            })?;
-        // The kernel refuses TSYNC together with NEW_LISTENER; the process that
-        // installs the filter is single-threaded, so TSYNC has nothing to sync anyway.
-        flags = (flags & !SECCOMP_FILTER_FLAG_TSYNC) | SECCOMP_FILTER_FLAG_NEW_LISTENER;
-        Some(Listener {
-            path,
-            metadata: s.listener_metadata().clone(),
-        })
-    } else {
-        None
-    };
-    Ok(Program {
-        bpf,
-        flags,
-        listener,
-    })
+    Ok(bpf)
+}
+
+/// The cache directory's name under a runtime's state root (container ids may not take it).
+pub const CACHE_DIR: &str = ".seccomp-cache";
+
+/// Entries kept; past this the cache starts over (a host uses a handful of profiles).
+const CACHE_ENTRIES: usize = 64;
+
+/// A sock_filter is 8 bytes; the kernel takes at most BPF_MAXINSNS (4096) of them.
+const MAX_BPF: usize = 4096 * 8;
+
+fn cache_key(s: &LinuxSeccomp) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let v = libseccomp::ScmpVersion::current().ok()?;
+    let api = libseccomp::get_api();
+    let uts = rustix::system::uname();
+    let mut h = Sha256::new();
+    h.update(b"berth seccomp bpf 1\0");
+    h.update(format!("{}.{}.{} api {api}\0", v.major, v.minor, v.micro));
+    h.update(uts.release().to_bytes());
+    h.update(b"\0");
+    h.update(std::env::consts::ARCH);
+    h.update(b"\0");
+    h.update(serde_json::to_vec(s).ok()?);
+    Some(
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
+}
+
+fn read_cached(dir: &Path, key: &str) -> Option<Vec<u8>> {
+    let bpf = std::fs::read(dir.join(key)).ok()?;
+    (!bpf.is_empty() && bpf.len() % 8 == 0 && bpf.len() <= MAX_BPF).then_some(bpf)
+}
+
+fn write_cached(dir: &Path, key: &str, bpf: &[u8]) {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
+        return;
+    }
+    if std::fs::read_dir(dir).map_or(0, |d| d.count()) >= CACHE_ENTRIES {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    // Whole or absent: written aside, then renamed into place.
+    let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+    if std::fs::write(&tmp, bpf).is_ok() && std::fs::rename(&tmp, dir.join(key)).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(&tmp);
 }
 
 /// Sends the notify fd to the listener with the container process state

@@ -63,11 +63,27 @@ impl Table {
     }
 }
 
+/// A handle on the store file; clones share one open of it.
+#[derive(Clone)]
 pub struct Store {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
     wait: Duration,
     /// Opened on first use, kept for the life of the process.
-    db: std::sync::Mutex<Option<std::sync::Arc<redb::Database>>>,
+    db: std::sync::Mutex<Handle>,
+}
+
+/// A process that only reads opens the file read-only: a writable open and its close
+/// cost five fsyncs (redb marks the file in use, then records its allocator state and
+/// clears the mark on close) even when nothing is written, which was most of a `ps`.
+#[derive(Clone)]
+enum Handle {
+    None,
+    Read(std::sync::Arc<redb::ReadOnlyDatabase>),
+    Write(std::sync::Arc<redb::Database>),
 }
 
 /// A write transaction: changes land together on [`Store::write`]'s successful return, or
@@ -94,28 +110,61 @@ impl Store {
     /// The store at `path` (created on first write). Opening takes no lock yet.
     pub fn new(path: impl Into<PathBuf>) -> Store {
         Store {
-            path: path.into(),
-            wait: Duration::from_secs(60),
-            db: std::sync::Mutex::new(None),
+            inner: std::sync::Arc::new(Inner {
+                path: path.into(),
+                wait: Duration::from_secs(60),
+                db: std::sync::Mutex::new(Handle::None),
+            }),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    fn open(&self) -> Result<std::sync::Arc<redb::Database>, StoreError> {
-        let mut held = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(db) = held.as_ref() {
+    fn handle(&self) -> std::sync::MutexGuard<'_, Handle> {
+        self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writable(&self) -> Result<std::sync::Arc<redb::Database>, StoreError> {
+        let mut held = self.handle();
+        if let Handle::Write(db) = &*held {
             return Ok(db.clone());
         }
+        // The read-only handle goes first: one open per process.
+        *held = Handle::None;
         let db = std::sync::Arc::new(self.open_file()?);
-        *held = Some(db.clone());
+        *held = Handle::Write(db.clone());
         Ok(db)
     }
 
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let path = self.path();
+        let err = |e: redb::TransactionError| db_err(path)(e.into());
+        let held = self.handle().clone();
+        match held {
+            Handle::Write(db) => return db.begin_read().map_err(err),
+            Handle::Read(db) => return db.begin_read().map_err(err),
+            Handle::None => {}
+        }
+        // A file that is missing, or that a crashed writer left needing recovery (which
+        // only a writable open performs), is opened for writing.
+        let ro = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .open_read_only(path);
+        match ro {
+            Ok(db) => {
+                let db = std::sync::Arc::new(db);
+                *self.handle() = Handle::Read(db.clone());
+                db.begin_read().map_err(err)
+            }
+            Err(_) => self.writable()?.begin_read().map_err(err),
+        }
+    }
+
     fn open_file(&self) -> Result<redb::Database, StoreError> {
-        if let Some(dir) = self.path.parent() {
+        let path = self.path();
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_path_buf(),
                 source,
@@ -126,13 +175,13 @@ impl Store {
         loop {
             let opened = redb::Builder::new()
                 .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-                .create(&self.path);
+                .create(path);
             match opened {
                 Ok(db) => return Ok(db),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                    if start.elapsed() > self.wait {
+                    if start.elapsed() > self.inner.wait {
                         return Err(StoreError::Busy {
-                            path: self.path.clone(),
+                            path: path.to_path_buf(),
                             waited: start.elapsed(),
                         });
                     }
@@ -141,7 +190,7 @@ impl Store {
                 }
                 Err(source) => {
                     return Err(StoreError::Open {
-                        path: self.path.clone(),
+                        path: path.to_path_buf(),
                         source,
                     })
                 }
@@ -154,14 +203,12 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let db = self.open()?;
-        let txn = db.begin_write().map_err(|e| db_err(&self.path)(e.into()))?;
-        let mut tx = Tx {
-            txn,
-            path: &self.path,
-        };
+        let db = self.writable()?;
+        let path = self.path();
+        let txn = db.begin_write().map_err(|e| db_err(path)(e.into()))?;
+        let mut tx = Tx { txn, path };
         let out = f(&mut tx)?;
-        tx.txn.commit().map_err(|e| db_err(&self.path)(e.into()))?;
+        tx.txn.commit().map_err(|e| db_err(path)(e.into()))?;
         Ok(out)
     }
 
@@ -170,11 +217,10 @@ impl Store {
         &self,
         f: impl FnOnce(&View<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let db = self.open()?;
-        let txn = db.begin_read().map_err(|e| db_err(&self.path)(e.into()))?;
+        let txn = self.begin_read()?;
         f(&View {
             txn,
-            path: &self.path,
+            path: self.path(),
         })
     }
 }

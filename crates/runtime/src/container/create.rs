@@ -82,7 +82,10 @@ pub fn create(opts: &CreateOptions) -> Result<Outcome, Error> {
     )?;
     let mut plan = InitPlan::build(&spec, ns, rootfs, opts.preserve_fds)?;
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        plan.process.seccomp = Some(crate::seccomp::compile(s)?);
+        plan.process.seccomp = Some(crate::seccomp::compile_cached(
+            s,
+            Some(&opts.root.join(crate::seccomp::CACHE_DIR)),
+        )?);
     }
     let hooks = spec.hooks().clone();
     let has = |kind: Kind| hooks.as_ref().is_some_and(|h| !kind.of(h).is_empty());

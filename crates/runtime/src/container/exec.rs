@@ -103,7 +103,10 @@ pub fn exec(opts: &ExecOptions) -> Result<Outcome, Error> {
         .map(crate::process::attrs::memory_policy)
         .transpose()?;
     if let Some(s) = &st.seccomp {
-        plan.seccomp = Some(crate::seccomp::compile(s)?);
+        plan.seccomp = Some(crate::seccomp::compile_cached(
+            s,
+            Some(&opts.root.join(crate::seccomp::CACHE_DIR)),
+        )?);
     }
     let limits = rlimits(Some(&opts.process))?;
     let floor = 3 + opts.preserve_fds as i32;

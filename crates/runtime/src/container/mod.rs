@@ -95,6 +95,9 @@ pub fn validate_id(id: &str) -> Result<(), Error> {
     if id.contains('/') {
         return bad("must not contain '/'");
     }
+    if id == crate::seccomp::CACHE_DIR {
+        return bad("is the name of the runtime's seccomp cache");
+    }
     if id.len() > 1024 {
         return bad("is longer than 1024 bytes");
     }

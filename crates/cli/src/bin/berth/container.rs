@@ -411,7 +411,7 @@ pub fn create(cli: &Cli, a: &RunArgs) -> Result<i32> {
     ensure_image(cli, &engine, &a.image, a.pull)?;
     let (c, _) = engine.create(&opts)?;
     let mut m = engine.start_monitor(&c, true, None)?;
-    m.started()?;
+    m.started(&engine)?;
     println!("{}", c.id);
     Ok(0)
 }

@@ -100,7 +100,7 @@ pub fn run(engine: &Engine, o: &berth_engine::RunOptions, interactive: bool) -> 
         interactive,
     )?;
     drop(raw);
-    Ok(m.exited()?)
+    Ok(m.exited(engine)?)
 }
 
 pub fn exec(engine: &Engine, key: &str, mut o: ExecOptions, interactive: bool) -> Result<i32> {
