@@ -19,16 +19,9 @@ const HTTPD: &str =
     "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www";
 
 fn cni_ready() -> bool {
-    let ok = [
-        "bridge",
-        "host-local",
-        "portmap",
-        "firewall",
-        "tuning",
-        "loopback",
-    ]
-    .iter()
-    .all(|p| std::path::Path::new("/usr/lib/cni").join(p).exists());
+    let ok = ["bridge", "host-local", "portmap", "firewall", "loopback"]
+        .iter()
+        .all(|p| std::path::Path::new("/usr/lib/cni").join(p).exists());
     if !ok {
         eprintln!("SKIP: CNI plugins missing (Debian: containernetworking-plugins)");
     }

@@ -112,6 +112,8 @@ pub struct Engine {
     /// How to start monitors (`run -d`, `create`, `start`); see [`crate::lifecycle`].
     pub helpers: Option<crate::lifecycle::Helpers>,
     pub network: berth_network::NetworkConfig,
+    /// What this process moved into the trash and has not emptied (see `trash.rs`).
+    pub(crate) trash: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -160,6 +162,7 @@ impl Engine {
             runroot: runroot.to_path_buf(),
             helpers: None,
             network: berth_network::NetworkConfig::new(root, runroot),
+            trash: Default::default(),
         })
     }
 
@@ -361,12 +364,14 @@ impl Engine {
             .map_err(|e| io("encode", &path)(std::io::Error::other(e)))?;
         std::fs::write(&path, &bytes).map_err(io("write", &path))?;
         // The bundle lives in the run root, which a reboot empties; this copy brings it
-        // back on the next start.
-        let keep = self.persistent_config(&rec.id);
-        if let Some(p) = keep.parent() {
-            std::fs::create_dir_all(p).map_err(io("create", p))?;
+        // back on the next start (an `--rm` container never starts again).
+        if !rec.auto_remove {
+            let keep = self.persistent_config(&rec.id);
+            if let Some(p) = keep.parent() {
+                std::fs::create_dir_all(p).map_err(io("create", p))?;
+            }
+            std::fs::write(&keep, &bytes).map_err(io("write", &keep))?;
         }
-        std::fs::write(&keep, &bytes).map_err(io("write", &keep))?;
         let mut rec = rec.clone();
         if rec.life.stop_signal.is_none() {
             rec.life.stop_signal = config.config.stop_signal.clone();
@@ -471,18 +476,12 @@ impl Engine {
         let rootfs = dir.join("rootfs");
         let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
         let logs = self.root.join("containers").join(&c.id);
-        if logs.exists() {
-            note(std::fs::remove_dir_all(&logs).map_err(io("remove", &logs)));
+        note(self.discard(&logs).map_err(io("remove", &logs)));
+        match self.images.snapshots.active_path(&c.id) {
+            Ok(p) => note(self.discard(&p).map_err(io("remove", &p))),
+            Err(e) => note(Err(e.into())),
         }
-        note(
-            self.images
-                .snapshots
-                .remove_active(&c.id)
-                .map_err(Into::into),
-        );
-        if dir.exists() {
-            note(std::fs::remove_dir_all(&dir).map_err(io("remove", &dir)));
-        }
+        note(self.discard(&dir).map_err(io("remove", &dir)));
         if first_err.is_none() {
             self.images.meta.write(|tx| {
                 tx.remove(CONTAINERS, &c.id)?;

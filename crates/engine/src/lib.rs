@@ -26,6 +26,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod stats;
 pub mod top;
+mod trash;
 pub mod ulimit;
 pub mod user;
 pub mod volume;

@@ -233,7 +233,19 @@ impl MonitorHandle {
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| failed(format!("monitor: {l:?}")))?;
         if self.peer {
-            match engine.cleanup(&self.id, code) {
+            let cleaned = engine.cleanup(&self.id, code);
+            // The monitor empties what the cleanup put in the trash after we are gone.
+            for p in engine.take_trash() {
+                match p.to_str().filter(|s| !s.contains('\n')) {
+                    Some(s) => self.say(&format!("trash {s}\n")),
+                    None => engine
+                        .trash
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(p),
+                }
+            }
+            match cleaned {
                 Ok(Next::Done) => self.say("done\n"),
                 Ok(Next::Restart(d)) => self.say(&format!("restart {}\n", d.as_millis())),
                 Err(e) => {

@@ -38,7 +38,7 @@ pub struct Pruned {
 
 /// Allocated bytes under `p`, not following symlinks or crossing into other trees'
 /// mounts (a rootfs mount is not the snapshot's size).
-fn du(p: &Path) -> u64 {
+pub(crate) fn du(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(m) = std::fs::symlink_metadata(p) else {
         return 0;
@@ -188,6 +188,7 @@ impl Engine {
         let images = self.image_prune(all)?;
         out.images = images.images;
         out.bytes += images.bytes;
+        out.bytes += self.empty_trash();
         if volumes {
             let sizes: Vec<(String, u64)> = self
                 .volumes

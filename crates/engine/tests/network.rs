@@ -10,14 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn skip() -> bool {
-    let plugins = [
-        "bridge",
-        "host-local",
-        "portmap",
-        "firewall",
-        "tuning",
-        "loopback",
-    ];
+    let plugins = ["bridge", "host-local", "portmap", "firewall", "loopback"];
     let ok = rustix::process::geteuid().is_root()
         && plugins
             .iter()

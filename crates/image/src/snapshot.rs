@@ -354,6 +354,11 @@ impl Snapshots {
             .ok()
     }
 
+    /// Where the writable snapshot `key` lives (to move it away whole).
+    pub fn active_path(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        self.active_dir(key)
+    }
+
     pub fn remove_active(&self, key: &str) -> Result<(), SnapshotError> {
         remove_tree(&self.active_dir(key)?)
     }

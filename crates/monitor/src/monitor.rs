@@ -317,10 +317,21 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
         let mut next = None;
         if cfg.peer_cleanup && ready.0.is_some() {
             ready.say(&format!("exited {code}\n"));
-            next = ready
-                .hear()
-                .filter(|l| l == "done\n" || l.starts_with("restart "));
+            // Directories the CLI's cleanup moved aside, for us to delete once it has
+            // gone (see the engine's trash.rs), then its verdict.
+            let mut trash = vec![];
+            next = loop {
+                match ready.hear() {
+                    Some(l) if l.starts_with("trash ") => {
+                        trash.push(PathBuf::from(l["trash ".len()..].trim_end_matches('\n')))
+                    }
+                    l => break l.filter(|l| l == "done\n" || l.starts_with("restart ")),
+                }
+            };
             ready.0 = None;
+            for p in trash {
+                let _ = std::fs::remove_dir_all(&p);
+            }
         }
         let next = match next {
             Some(n) => n,

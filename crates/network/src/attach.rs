@@ -7,7 +7,7 @@ use crate::cni::result::{CniResult, Dns};
 use crate::cni::{plugin::Invocation, RuntimeConfig};
 use crate::detach::{teardown, Teardown};
 use crate::port::{self, PortMapping};
-use crate::{netns, network, Network, NetworkConfig, NetworkError};
+use crate::{netns, Network, NetworkConfig, NetworkError};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ pub fn attach(
     let ports_lock = lock_ports(cfg)?;
     check_ports(cfg, ports)?;
 
-    let netns = netns::create(&cfg.netns_dir, container_id)?;
+    let netns = netns::create_with_loopback(&cfg.netns_dir, container_id)?;
     let mut entry = CachedAttachment {
         kind: cache::KIND.to_string(),
         network: network.to_string(),
@@ -96,8 +96,8 @@ pub fn attach(
     }
 }
 
-/// Steps 4–6: cache first (so a crash leaves what DEL needs), loopback, the
-/// network's chain, cache again with the result. The bool says whether the
+/// Steps 4–6: cache first (so a crash leaves what DEL needs), the network's chain,
+/// cache again with the result. The bool says whether the
 /// chain already undid itself.
 fn add(
     cfg: &NetworkConfig,
@@ -108,20 +108,12 @@ fn add(
     cache::write(&cache_dir, entry).map_err(|e| (e.into(), false))?;
     drop(ports_lock);
 
-    let lo = Invocation {
+    let inv = Invocation {
         container_id: &entry.container_id,
         netns: &entry.netns,
-        ifname: "lo",
+        ifname: &entry.ifname,
         args: "",
         plugin_dirs: &cfg.plugin_dirs,
-    };
-    network::loopback()
-        .add(&lo, &RuntimeConfig::default())
-        .map_err(|source| (add_error(entry, source), false))?;
-
-    let inv = Invocation {
-        ifname: &entry.ifname,
-        ..lo
     };
     let value = entry
         .config

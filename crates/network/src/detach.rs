@@ -2,7 +2,7 @@
 
 use crate::cache;
 use crate::cni::{plugin::Invocation, ConfList, RuntimeConfig};
-use crate::{netns, network, Network, NetworkConfig, NetworkError};
+use crate::{netns, Network, NetworkConfig, NetworkError};
 use serde_json::Value;
 
 /// Removes a container from `network`: DEL chain, loopback DEL, netns, cache entry.
@@ -80,7 +80,7 @@ pub(crate) struct Teardown<'a> {
     pub run_chain: bool,
 }
 
-/// DEL chain (reverse), loopback DEL, netns removal (and the netns directory's mount
+/// DEL chain (reverse), netns removal (and the netns directory's mount
 /// with the last one), then the cache entry, which
 /// goes only when everything before it worked. Returns every error.
 pub(crate) fn teardown(cfg: &NetworkConfig, td: &Teardown<'_>) -> Vec<NetworkError> {
@@ -103,16 +103,6 @@ pub(crate) fn teardown(cfg: &NetworkConfig, td: &Teardown<'_>) -> Vec<NetworkErr
                 .map(NetworkError::from),
         );
     }
-    let lo = Invocation {
-        ifname: "lo",
-        ..inv
-    };
-    errors.extend(
-        network::loopback()
-            .del(&lo, &RuntimeConfig::default(), None)
-            .into_iter()
-            .map(NetworkError::from),
-    );
     if let Err(e) = netns::remove(&netns_path).and_then(|()| netns::release_dir(&cfg.netns_dir)) {
         errors.push(e.into());
     }

@@ -6,9 +6,10 @@
 //! attach(cfg, "berth", id, ports, hostname)      before the runtime creates the container
 //!   1. load the network's conflist (the default network `berth` is written on first use)
 //!   2. check the published ports: not bound on the host, not published by another container
-//!   3. create the netns RUN_DIR/netns/<id>               (netns.rs: bind mount, like `ip netns add`)
+//!   3. create the netns RUN_DIR/netns/<id>, lo up       (netns.rs: bind mount, like `ip netns add`;
+//!      lo by ioctl, which is all the loopback plugin does, without its exec)
 //!   4. write the cache entry (config + ports, no result)  (cache.rs)
-//!   5. loopback ADD (lo up), then the conflist's ADD chain with runtimeConfig.portMappings
+//!   5. the conflist's ADD chain with runtimeConfig.portMappings
 //!   6. write the cache entry again, now with the result
 //!   → Attachment { netns, ips, gateway, mac, interface, ports }
 //!   any failure after 3 undoes what was done (DEL, netns removed, cache removed)
@@ -19,7 +20,7 @@
 //! write `resolv_conf(..)` and `hosts(..)` into it
 //!
 //! detach(cfg, "berth", id)                        after the container is gone
-//!   DEL chain in reverse (prevResult, config and ports from the cache), loopback DEL,
+//!   DEL chain in reverse (prevResult, config and ports from the cache),
 //!   netns removed, cache entry removed; best-effort and idempotent: every error is
 //!   collected, detaching twice or after a crash mid-attach is fine
 //! ```

@@ -210,7 +210,9 @@ impl Network {
 }
 
 /// The conflist of a bridge network: bridge (gateway, NAT) with host-local IPAM
-/// whose state lives under berth's data dir, then portmap, firewall and tuning.
+/// whose state lives under berth's data dir, then portmap and firewall. (No `tuning`:
+/// podman's old default list had it, but with no arguments it changes nothing and costs
+/// an exec on every ADD and DEL.)
 pub fn conflist(
     cfg: &NetworkConfig,
     name: &str,
@@ -244,7 +246,6 @@ pub fn conflist(
             }),
             json!({"type": "portmap", "capabilities": {"portMappings": true}}),
             json!({"type": "firewall"}),
-            json!({"type": "tuning"}),
         ],
     }
 }
@@ -399,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn default_conflist_has_bridge_nat_ipam_portmap_firewall_tuning() {
+    fn default_conflist_has_bridge_nat_ipam_portmap_firewall() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = cfg(tmp.path());
         let net = Network::inspect(&cfg, DEFAULT_NETWORK).expect("default network");
@@ -418,7 +419,7 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap_or(""))
             .collect();
-        assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);
+        assert_eq!(types, ["bridge", "portmap", "firewall"]);
         let bridge = &net.config.plugins[0];
         assert_eq!(bridge["isGateway"], true);
         assert_eq!(bridge["ipMasq"], true);

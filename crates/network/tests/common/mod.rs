@@ -12,14 +12,7 @@ pub fn skip_reason() -> Option<String> {
     if berth_sys::process::getuid() != 0 {
         return Some("not root (network namespaces, veth and iptables need it)".into());
     }
-    for plugin in [
-        "bridge",
-        "host-local",
-        "portmap",
-        "firewall",
-        "tuning",
-        "loopback",
-    ] {
+    for plugin in ["bridge", "host-local", "portmap", "firewall", "loopback"] {
         if !Path::new("/usr/lib/cni").join(plugin).exists()
             && !Path::new("/opt/cni/bin").join(plugin).exists()
         {
