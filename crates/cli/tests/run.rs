@@ -209,3 +209,52 @@ fn a_killed_cli_leaves_state_that_rm_f_cleans() {
         .expect("pgrep");
     assert!(procs.stdout.is_empty(), "the container's process is gone");
 }
+
+/// A foreground `run --rm` cleans up in the CLI and leaves the deleting of the
+/// container's directories to its monitor (the trash): when the CLI returns the
+/// container is gone everywhere anything looks, and the trash empties soon after.
+/// `system prune` empties what a killed process left there.
+#[test]
+fn rm_leaves_nothing_and_the_trash_empties() {
+    let Some(h) = Host::new() else { return };
+    let root = h.dir.path().join("root");
+    let o = h.run(
+        &["--name", "gone", "-v", "/scratch"],
+        &["sh", "-c", "echo x > /scratch/f; echo hi"],
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hi\n"), "{}", o.stderr);
+    h.assert_clean();
+    assert_eq!(
+        h.berth(&["volume", "ls", "-q"]).stdout,
+        "",
+        "anonymous volume left"
+    );
+    for d in [root.join("containers"), h.runroot().join("containers")] {
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(left, Vec::<std::ffi::OsString>::new(), "{d:?}");
+    }
+    // The name is free at once.
+    let o = h.run(&["--name", "gone"], &["true"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let trash = [root.join("trash"), h.runroot().join("trash")];
+    let count = || -> usize {
+        trash
+            .iter()
+            .map(|d| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0))
+            .sum()
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() > 0 && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(count(), 0, "the monitors left their trash");
+    // Leftovers of a killed process: prune takes them.
+    std::fs::create_dir_all(trash[0].join("x.00/upper/etc")).expect("mkdir");
+    std::fs::write(trash[0].join("x.00/upper/etc/f"), b"data").expect("write");
+    std::fs::create_dir_all(trash[1].join("y.00")).expect("mkdir");
+    let o = h.berth(&["system", "prune", "-f"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(count(), 0, "system prune left the trash");
+}

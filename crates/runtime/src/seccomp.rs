@@ -346,3 +346,49 @@ pub fn send_to_listener(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(errno_for: &str) -> LinuxSeccomp {
+        serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": [errno_for], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        }))
+        .expect("profile")
+    }
+
+    #[test]
+    fn the_cache_returns_what_libseccomp_compiled_and_keys_by_profile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join(CACHE_DIR);
+        let p = profile("mount");
+        let fresh = compile(&p).expect("compile");
+        let first = compile_cached(&p, Some(&cache)).expect("first");
+        assert_eq!(first.bpf, fresh.bpf);
+        let key = cache_key(&p).expect("key");
+        assert_eq!(std::fs::read(cache.join(&key)).expect("cached"), fresh.bpf);
+        // A planted entry is what the second compile returns: it was read, not rebuilt.
+        let other = compile(&profile("umount2")).expect("other").bpf;
+        assert_ne!(other, fresh.bpf);
+        std::fs::write(cache.join(&key), &other).expect("plant");
+        assert_eq!(compile_cached(&p, Some(&cache)).expect("hit").bpf, other);
+        // Another profile has another key.
+        assert_ne!(cache_key(&profile("umount2")).expect("key"), key);
+    }
+
+    #[test]
+    fn a_damaged_cache_entry_is_compiled_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join(CACHE_DIR);
+        let p = profile("mount");
+        let key = cache_key(&p).expect("key");
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        std::fs::write(cache.join(&key), b"not bpf").expect("damage");
+        let got = compile_cached(&p, Some(&cache)).expect("compile");
+        assert_eq!(got.bpf, compile(&p).expect("compile").bpf);
+        assert_eq!(std::fs::read(cache.join(&key)).expect("rewritten"), got.bpf);
+    }
+}
