@@ -185,16 +185,7 @@ impl MonitorHandle {
         if let Some(pid) = l.strip_prefix("started ").and_then(|p| p.parse().ok()) {
             let create_only = self.create_only;
             engine.update(&self.id, |c| {
-                c.status = if create_only {
-                    Status::Created
-                } else {
-                    Status::Running
-                };
-                c.life.pid = Some(pid);
-                c.life.started = Some(now());
-                c.life.error = None;
-                c.exit_code = None;
-                c.finished = None;
+                mark_started(c, pid, create_only);
                 // A user's start resumes the restart policy.
                 c.life.stopped_by_user = false;
                 c.life.restart_count = 0;
@@ -212,13 +203,7 @@ impl MonitorHandle {
         } else {
             message.to_string()
         };
-        engine.update(&self.id, |c| {
-            c.status = Status::Exited;
-            c.exit_code = Some(code);
-            c.finished = Some(now());
-            c.life.error = Some(message.clone());
-            c.life.pid = None;
-        })?;
+        engine.update(&self.id, |c| mark_failed(c, code, &message))?;
         Err(ContainerError::StartFailed { message, code })
     }
 
@@ -271,6 +256,29 @@ pub fn start_failure_code(e: &ContainerError) -> i32 {
         },
         _ => 125,
     }
+}
+
+/// The record of an init that runs (or, `create_only`, waits for `start`).
+fn mark_started(c: &mut Container, pid: i32, create_only: bool) {
+    c.status = if create_only {
+        Status::Created
+    } else {
+        Status::Running
+    };
+    c.life.pid = Some(pid);
+    c.life.started = Some(now());
+    c.life.error = None;
+    c.exit_code = None;
+    c.finished = None;
+}
+
+/// The record of a start that failed with docker's exit `code`.
+fn mark_failed(c: &mut Container, code: i32, message: &str) {
+    c.status = Status::Exited;
+    c.exit_code = Some(code);
+    c.finished = Some(now());
+    c.life.error = Some(message.to_string());
+    c.life.pid = None;
 }
 
 /// A start that failed for a reason of berth's own (125).
@@ -437,18 +445,7 @@ impl Engine {
                 Ok(pid)
             }
             Ok(pid) => {
-                self.update(id, |c| {
-                    c.status = if create_only {
-                        Status::Created
-                    } else {
-                        Status::Running
-                    };
-                    c.life.pid = Some(pid);
-                    c.life.started = Some(now());
-                    c.life.error = None;
-                    c.exit_code = None;
-                    c.finished = None;
-                })?;
+                self.update(id, |c| mark_started(c, pid, create_only))?;
                 let action = if create_only { "init" } else { "start" };
                 self.container_event(action, &c, &[("pid", pid.to_string())]);
                 Ok(pid)
@@ -460,13 +457,7 @@ impl Engine {
                 if !restart {
                     return Err(e);
                 }
-                let _ = self.update(id, |c| {
-                    c.status = Status::Exited;
-                    c.exit_code = Some(code);
-                    c.finished = Some(now());
-                    c.life.error = Some(msg.clone());
-                    c.life.pid = None;
-                });
+                let _ = self.update(id, |c| mark_failed(c, code, &msg));
                 Err(e)
             }
         }
