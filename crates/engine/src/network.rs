@@ -318,14 +318,7 @@ pub fn detach(cfg: &NetworkConfig, c: &Container) -> Result<(), ContainerNetwork
 /// stale-attachment cleanup must not meet another process's attach half-way.
 fn lock(cfg: &NetworkConfig) -> Result<std::fs::File, ContainerNetworkError> {
     let path = cfg.data_dir.join("attach.lock");
-    let err = |source| ContainerNetworkError::File {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&cfg.data_dir).map_err(err)?;
-    let f = std::fs::File::create(&path).map_err(err)?;
-    f.lock().map_err(err)?;
-    Ok(f)
+    berth_network::lock_file(&path).map_err(|source| ContainerNetworkError::File { path, source })
 }
 
 /// The hostname the container got (create defaults it to the id's first 12 digits).

@@ -22,10 +22,11 @@ impl Engine {
         if std::fs::symlink_metadata(path).is_err() {
             return Ok(());
         }
+        let [under_root, under_runroot] = dirs(self);
         let trash = if path.starts_with(&self.runroot) {
-            self.runroot.join("trash")
+            under_runroot
         } else {
-            self.root.join("trash")
+            under_root
         };
         let mut b = [0u8; 8];
         let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());

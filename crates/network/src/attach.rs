@@ -190,14 +190,7 @@ pub fn check_ports(cfg: &NetworkConfig, ports: &[PortMapping]) -> Result<(), Net
 
 fn lock_ports(cfg: &NetworkConfig) -> Result<std::fs::File, NetworkError> {
     let path = cfg.data_dir.join("ports.lock");
-    let err = |source| NetworkError::Config {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&cfg.data_dir).map_err(err)?;
-    let f = std::fs::File::create(&path).map_err(err)?;
-    f.lock().map_err(err)?;
-    Ok(f)
+    crate::lock_file(&path).map_err(|source| NetworkError::Config { path, source })
 }
 
 fn runtime_config(ports: &[PortMapping]) -> RuntimeConfig {

@@ -51,6 +51,17 @@ mod check;
 mod detach;
 
 pub use attach::{attach, check_ports, Attachment};
+
+/// Takes an exclusive flock on `path` (made, with its directory, if missing); held until
+/// the file is dropped. The host-wide locks of networks, port checks and attachments.
+pub fn lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let f = std::fs::File::create(path)?;
+    f.lock()?;
+    Ok(f)
+}
 pub use check::check;
 pub use detach::detach;
 pub use network::{CreateOptions, Network, DEFAULT_NETWORK};

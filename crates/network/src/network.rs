@@ -326,14 +326,7 @@ fn list_files(cfg: &NetworkConfig) -> Result<Vec<Network>, NetworkError> {
 /// Serialises network creation/removal between berth processes.
 fn lock_config_dir(cfg: &NetworkConfig) -> Result<File, NetworkError> {
     let path = cfg.config_dir.join(".lock");
-    let err = |source| NetworkError::Config {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&cfg.config_dir).map_err(err)?;
-    let f = File::create(&path).map_err(err)?;
-    f.lock().map_err(err)?;
-    Ok(f)
+    crate::lock_file(&path).map_err(|source| NetworkError::Config { path, source })
 }
 
 fn first_host(subnet: &IpNet) -> IpAddr {

@@ -220,30 +220,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
 }
 
 fn env_list(a: &RunArgs) -> Result<Vec<String>> {
-    let mut out = vec![];
-    for f in &a.env_file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
-        for l in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            out.push(l.to_string());
-        }
-    }
-    out.extend(a.env.iter().cloned());
-    // KEY alone copies the value from berth's own environment, as docker does.
-    Ok(out
-        .into_iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e)
-            } else {
-                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect())
+    crate::exec::env_list(&a.env, &a.env_file)
 }
 
 fn ensure_image(cli: &Cli, engine: &Engine, image: &str, policy: PullPolicy) -> Result<()> {
@@ -503,21 +480,12 @@ pub fn ps(cli: &Cli, a: &PsArgs) -> Result<i32> {
 
 pub fn rm(cli: &Cli, a: &RmArgs) -> Result<i32> {
     let engine = engine(cli)?;
-    let mut failed = None;
-    for c in &a.containers {
-        match engine.remove(c, a.force).and_then(|r| match a.volumes {
-            true => engine.remove_anonymous_volumes(&r).map(drop),
-            false => Ok(()),
-        }) {
-            Ok(()) => println!("{c}"),
-            Err(e) => {
-                eprintln!("berth: {e}");
-                failed = Some(e);
-            }
+    crate::lifecycle::each(&a.containers, |c| {
+        let r = engine.remove(c, a.force)?;
+        if a.volumes {
+            engine.remove_anonymous_volumes(&r)?;
         }
-    }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(0),
-    }
+        println!("{c}");
+        Ok(())
+    })
 }

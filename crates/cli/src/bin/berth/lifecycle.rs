@@ -68,8 +68,9 @@ pub enum Internal {
     },
 }
 
-/// Each container in turn; the first error is returned after all were tried.
-fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+/// Each name in turn, every failure reported; after all were tried, one name's failure
+/// is the command's error, and with several names the first failure's exit code.
+pub(crate) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut failed = None;
     for n in names {
         if let Err(e) = f(n) {

@@ -239,20 +239,11 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
 
 fn rm(cli: &Cli, a: &RmArgs) -> Result<i32> {
     let engine = engine(cli)?;
-    let mut failed = None;
-    for n in &a.volumes {
-        match engine.volume_remove(n, a.force) {
-            Ok(()) => println!("{n}"),
-            Err(e) => {
-                eprintln!("berth: {e}");
-                failed = Some(e);
-            }
-        }
-    }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(0),
-    }
+    crate::lifecycle::each(&a.volumes, |n| {
+        engine.volume_remove(n, a.force)?;
+        println!("{n}");
+        Ok(())
+    })
 }
 
 fn prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
