@@ -394,10 +394,108 @@ fn run_it_gives_the_container_a_terminal() {
         .into();
     assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
     assert!(o.stdout.contains("/dev/pts/0"), "{}", o.stdout);
-    // -t with -d is refused up front.
-    let o = h.berth(&["run", "-d", "-t", &h.image, "true"]);
-    assert_eq!(o.code, 2, "{}", o.stderr);
     h.assert_clean();
+}
+
+/// `-d -t` (docker's `run -dit IMAGE sh` habit): the monitor holds the terminal, so an
+/// interactive shell waits on it instead of ending at EOF, and what it prints, prompt
+/// included, is in the log. Each restart gets a new terminal; so does `create -t` and a
+/// plain `start`.
+#[test]
+fn run_dt_gives_a_detached_container_a_terminal_the_monitor_holds() {
+    let Some(h) = Host::new() else { return };
+    run_d(&h, "shell", &["-i", "-t"], &["sh"]);
+    wait_for("the prompt in the log", || {
+        h.berth(&["logs", "shell"]).stdout.contains("/work # ")
+    });
+    assert_eq!(
+        json(&h, "shell")["status"],
+        "running",
+        "sh waits on its terminal"
+    );
+    let o = h.berth(&[
+        "exec",
+        "shell",
+        "sh",
+        "-c",
+        "for f in 0 1 2; do readlink /proc/1/fd/$f; done; stty -F /dev/pts/0 size",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "/dev/pts/0\n/dev/pts/0\n/dev/pts/0\n24 80\n");
+
+    run_d(
+        &h,
+        "again",
+        &["-t", "--restart", "on-failure:1"],
+        &[
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && [ -t 1 ] && echo on a terminal; exit 3",
+        ],
+    );
+    wait_for("one restart, then the end", || {
+        let c = json(&h, "again");
+        c["status"] == "exited" && c["restart_count"] == 1
+    });
+    let logs = h.berth(&["logs", "again"]).stdout;
+    assert_eq!(logs.matches("/dev/pts/0").count(), 2, "{logs}");
+    assert_eq!(logs.matches("on a terminal").count(), 2, "{logs}");
+
+    let o = h.berth(&[
+        "create",
+        "-t",
+        "--network",
+        "none",
+        "--name",
+        "made",
+        &h.image,
+        "sh",
+        "-c",
+        "tty; sleep 100",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(h.berth(&["start", "made"]).code, 0);
+    wait_for("made's terminal", || {
+        h.berth(&["logs", "made"]).stdout.contains("/dev/pts/0")
+    });
+
+    let o = h.berth(&["rm", "-f", "shell", "again", "made"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    wait_for("no monitors", || monitors(&h) == 0);
+    // Under the run root when the path fits, else in the temporary directory's top.
+    let top = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .map(|e| e.path());
+    let sockets: Vec<_> = walk(h.dir.path())
+        .into_iter()
+        .chain(top)
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name == "console.sock" || name.starts_with("berth-console-")
+        })
+        .collect();
+    assert_eq!(
+        sockets,
+        Vec::<std::path::PathBuf>::new(),
+        "console sockets left"
+    );
+    h.assert_clean();
+}
+
+/// Every path under `dir` (not following symlinks), for leftover checks.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub struct Life {
     pub stop_timeout: Option<u64>,
     /// `-i` with `-d`: an open, empty stdin.
     pub interactive: bool,
+    /// `-t`: the process has a terminal; a start nobody attaches to gives its pty
+    /// master to the monitor.
+    pub tty: bool,
     /// Why the last start failed.
     pub error: Option<String>,
 }
@@ -374,6 +377,9 @@ impl Engine {
         }
         if attach.is_some() {
             cmd.arg("--peer-cleanup");
+        }
+        if c.life.tty {
+            cmd.arg("--terminal");
         }
         use std::process::Stdio;
         let attach_given = attach.is_some();

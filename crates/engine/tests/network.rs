@@ -164,9 +164,13 @@ fn attach_again_after_a_crash_and_after_a_reboot_then_detach_leaves_nothing() {
     assert_eq!(files(&leases), Vec::<String>::new(), "lease left");
     assert_eq!(files(&cfg.cache_dir()), Vec::<String>::new(), "cache left");
     assert!(!cfg.netns_path(&id).exists(), "netns left");
+    // The network's NAT chain stays with the network, and goes with it.
+    let nat = berth_network::nat::chain_name(&cfg.conflist_path("ne1"));
+    assert!(sh("iptables-save").contains(&nat));
+    Network::remove(&cfg, "ne1").expect("network rm");
     let left: Vec<String> = sh("iptables-save")
         .lines()
-        .filter(|l| l.contains(&id) || l.contains("10.125.1."))
+        .filter(|l| l.contains(&id) || l.contains("10.125.1.") || l.contains(&nat))
         .map(str::to_string)
         .collect();
     assert!(left.is_empty(), "{left:#?}");

@@ -46,11 +46,17 @@ pub struct Config {
     /// `run -t` in the foreground: the first start's pty master goes to this socket
     /// (the CLI's), which then carries the container's terminal itself.
     pub console_socket: Option<PathBuf>,
+    /// The container has a terminal (`-t`). Each start's pty master that does not go to
+    /// `console_socket` (all of a `run -d -t`'s, a foreground run's restarts) comes to the
+    /// monitor, which logs what comes out of it (as stdout, the one stream a terminal
+    /// has). It holds the master open and writes nothing: the program sees a terminal
+    /// that nobody types on, as with docker.
+    pub terminal: bool,
 }
 
 const USAGE: &str = "usage: berth-monitor --id ID --log PATH --exit-file PATH --pid-file PATH \
 [--max-size BYTES] [--max-files N] [--ready-fd FD] [--peer-cleanup] [--tee] \
-[--stdin null|inherit|pipe] [--create-only] [--console-socket PATH] -- BERTH [FLAGS...]";
+[--stdin null|inherit|pipe] [--create-only] [--console-socket PATH] [--terminal] -- BERTH [FLAGS...]";
 
 impl Config {
     pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Config, String> {
@@ -67,6 +73,7 @@ impl Config {
             create_only: false,
             helper: vec![],
             console_socket: None,
+            terminal: false,
         };
         let value = |args: &mut dyn Iterator<Item = OsString>, flag: &str| {
             args.next()
@@ -91,6 +98,7 @@ impl Config {
                 "--tee" => c.tee = true,
                 "--console-socket" => c.console_socket = Some(value(&mut args, &s)?.into()),
                 "--create-only" => c.create_only = true,
+                "--terminal" => c.terminal = true,
                 "--stdin" => {
                     c.stdin = match value(&mut args, &s)?.to_string_lossy().as_ref() {
                         "null" => StdinMode::Null,
@@ -282,6 +290,15 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
             extra.push("--console-socket".to_string());
             extra.push(p.to_string_lossy().into_owned());
         }
+        // Every start makes a new pty, so a new socket to receive its master on.
+        let console = match cfg.terminal && !(first && cfg.console_socket.is_some()) {
+            true => Some(Console::bind(cfg)?),
+            false => None,
+        };
+        if let Some(c) = &console {
+            extra.push("--console-socket".to_string());
+            extra.push(c.path.to_string_lossy().into_owned());
+        }
         if !first {
             extra.push("--restart".to_string());
         }
@@ -303,7 +320,20 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
         if first {
             ready.say(&report);
         }
-        let code = pump(&mut log, &mut tee, [&out_r, &err_r], &sigfd, pid)?;
+        let master = match console.map(Console::receive) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                // The container runs, but its terminal is lost: say so where its
+                // output would have been.
+                let _ = log.write(
+                    Stream::Stderr,
+                    format!("berth-monitor: no terminal from the runtime: {e}\n").as_bytes(),
+                );
+                None
+            }
+            None => None,
+        };
+        let code = pump(&mut log, &mut tee, [&out_r, &err_r], master, &sigfd, pid)?;
         let _ = std::fs::write(
             &cfg.exit_file,
             format!("{code} {}\n", crate::time::now_nanos()),
@@ -361,11 +391,78 @@ fn monitor(cfg: &Config, ready: &mut Ready) -> std::io::Result<()> {
     }
 }
 
-/// Moves output into the log until the init exits; returns its exit code.
+/// A listening console socket for one start (`--terminal`), unlinked on drop.
+struct Console {
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+}
+
+impl Console {
+    fn bind(cfg: &Config) -> std::io::Result<Console> {
+        // A socket path has at most 107 bytes: beside the pid file (the container's run
+        // directory) when it fits, else in the temporary directory under a unique name.
+        let mut path = cfg
+            .pid_file
+            .parent()
+            .map(|d| d.join("console.sock"))
+            .unwrap_or_default();
+        if path.as_os_str().is_empty() || path.as_os_str().len() > 107 {
+            let pid = rustix::process::getpid().as_raw_nonzero();
+            path = std::env::temp_dir().join(format!("berth-console-{pid}.sock"));
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        Ok(Console { listener, path })
+    }
+
+    /// The master the runtime sent before it reported the start (so it is queued).
+    fn receive(self) -> std::io::Result<OwnedFd> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        self.listener.set_nonblocking(true)?;
+        let (stream, _) = self.listener.accept()?;
+        stream.set_nonblocking(false)?;
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        rustix::net::recvmsg(&stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)?;
+        let master = cmsg
+            .drain()
+            .find_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            })
+            .ok_or_else(|| std::io::Error::other("the console socket carried no fd"))?;
+        rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK)?;
+        // A pty starts at 0×0, which full-screen programs take as "no screen"; docker
+        // and podman give a detached terminal 80×24 until someone attaches.
+        if let Ok(ws) = rustix::termios::tcgetwinsize(&master) {
+            if ws.ws_row == 0 && ws.ws_col == 0 {
+                let ws = rustix::termios::Winsize {
+                    ws_row: 24,
+                    ws_col: 80,
+                    ..ws
+                };
+                let _ = rustix::termios::tcsetwinsize(&master, ws);
+            }
+        }
+        Ok(master)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Moves output into the log until the init exits; returns its exit code. `master` is
+/// the container's terminal (`--terminal`), read until its last other end closes.
 fn pump(
     log: &mut LogWriter,
     tee: &mut bool,
     pipes: [&OwnedFd; 2],
+    mut master: Option<OwnedFd>,
     sigfd: &OwnedFd,
     init: Pid,
 ) -> std::io::Result<i32> {
@@ -386,27 +483,48 @@ fn pump(
             for (i, p) in pipes.iter().enumerate() {
                 drain(log, tee, p, stream(i), &mut buf)?;
             }
+            if let Some(m) = &master {
+                drain(log, tee, m, Stream::Stdout, &mut buf)?;
+            }
             log.flush_partial()?;
             return Ok(code);
         }
-        let mut fds = [
+        let mut fds = vec![
+            PollFd::new(sigfd, PollFlags::IN),
             PollFd::new(pipes[0], PollFlags::IN),
             PollFd::new(pipes[1], PollFlags::IN),
-            PollFd::new(sigfd, PollFlags::IN),
         ];
+        if let Some(m) = &master {
+            fds.push(PollFd::new(m, PollFlags::IN));
+        }
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            let _ = berth_sys::signal::read_signal(sigfd);
+        }
         for (i, p) in pipes.iter().enumerate() {
-            if ready[i] {
+            if ready[i + 1] {
                 drain(log, tee, p, stream(i), &mut buf)?;
             }
         }
-        if ready[2] {
-            let _ = berth_sys::signal::read_signal(sigfd);
+        if ready.get(3) == Some(&true) {
+            let closed = match &master {
+                Some(m) => drain(log, tee, m, Stream::Stdout, &mut buf)?,
+                None => false,
+            };
+            // A terminal is for people: a prompt without a newline belongs in the log
+            // now (as a partial record), not when the next line comes.
+            log.flush_partial()?;
+            if closed {
+                // Every holder of the terminal's other end has gone (EIO), which
+                // would keep poll waking; the init's exit still comes by SIGCHLD.
+                master = None;
+            }
         }
     }
 }
@@ -419,17 +537,20 @@ fn stream(i: usize) -> Stream {
     }
 }
 
+/// Reads what is there; true when the other end is closed for good (EOF, or EIO from a
+/// pty master whose terminal nobody holds any more).
 fn drain(
     log: &mut LogWriter,
     tee: &mut bool,
     pipe: &OwnedFd,
     s: Stream,
     buf: &mut Vec<u8>,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     loop {
         buf.clear();
         match rustix::io::read(pipe, rustix::buffer::spare_capacity(buf)) {
-            Ok(0) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
+            Ok(0) | Err(rustix::io::Errno::IO) => return Ok(true),
+            Err(rustix::io::Errno::AGAIN) => return Ok(false),
             Ok(n) => {
                 log.write(s, &buf[..n])?;
                 if *tee {

@@ -46,6 +46,7 @@ pub fn attach(
         });
     }
     let net = Network::inspect(cfg, network)?;
+    crate::nat::ensure(cfg, &net)?;
     if cache::read(&cfg.cache_dir(), network, container_id, &cfg.ifname)?.is_some() {
         return Err(NetworkError::AlreadyAttached {
             network: network.to_string(),
@@ -65,7 +66,7 @@ pub fn attach(
         ifname: cfg.ifname.clone(),
         netns: netns.clone(),
         hostname: hostname.to_string(),
-        config: net.config,
+        config: net.config.for_attachment(&runtime_config(ports)),
         runtime_config: runtime_config(ports),
         result: None,
     };

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! attach(cfg, "berth", id, ports, hostname)      before the runtime creates the container
-//!   1. load the network's conflist (the default network `berth` is written on first use)
+//!   1. load the network's conflist (the default network `berth` is written on first use);
+//!      make its NAT chain unless this boot already has                       (nat.rs)
 //!   2. check the published ports: not bound on the host, not published by another container
 //!   3. create the netns RUN_DIR/netns/<id>, lo up       (netns.rs: bind mount, like `ip netns add`;
 //!      lo by ioctl, which is all the loopback plugin does, without its exec)
 //!   4. write the cache entry (config + ports, no result)  (cache.rs)
-//!   5. the conflist's ADD chain with runtimeConfig.portMappings
+//!   5. the conflist's ADD chain with runtimeConfig.portMappings (without portmap when
+//!      there are no ports: it would do nothing; the cache keeps the list that ran)
 //!   6. write the cache entry again, now with the result
 //!   → Attachment { netns, ips, gateway, mac, interface, ports }
 //!   any failure after 3 undoes what was done (DEL, netns removed, cache removed)
@@ -35,12 +37,15 @@
 //! | `STATE/cni/ports.lock` | serialises port checks with the cache write that publishes them |
 //! | `STATE/networks/.lock` | serialises network create/remove |
 //! | `RUN/netns/<id>` | the container's netns (an nsfs bind mount); `RUN/netns` is a shared mount |
+//! | `RUN/nat/<name>` | this boot has made the network's NAT chain |
 //!
-//! Firewall state (NAT, port DNAT, forward rules) belongs to the plugins: bridge
-//! (`ipMasq`), portmap and firewall, each tagged with the container id.
+//! Firewall state: outbound NAT is one chain per network, berth's (nat.rs); port DNAT
+//! and forward rules belong to the portmap and firewall plugins, tagged with the
+//! container id. Conflists from older berths keep the bridge plugin's `ipMasq`.
 
 pub mod cache;
 pub mod cni;
+pub mod nat;
 pub mod netns;
 pub mod network;
 pub mod port;
@@ -80,6 +85,8 @@ pub struct NetworkConfig {
     pub data_dir: PathBuf,
     /// Network namespace files.
     pub netns_dir: PathBuf,
+    /// Markers of the networks whose NAT rules this boot has made (nat.rs).
+    pub nat_dir: PathBuf,
     /// Where plugin binaries are looked up, in order (also `CNI_PATH`).
     pub plugin_dirs: Vec<PathBuf>,
     /// The interface name inside the container.
@@ -90,10 +97,12 @@ impl NetworkConfig {
     /// The layout under berth's state root (persistent) and run root (tmpfs).
     pub fn new(state_root: impl Into<PathBuf>, run_root: impl Into<PathBuf>) -> Self {
         let state_root = state_root.into();
+        let run_root = run_root.into();
         NetworkConfig {
             config_dir: state_root.join("networks"),
             data_dir: state_root.join("cni"),
-            netns_dir: run_root.into().join("netns"),
+            netns_dir: run_root.join("netns"),
+            nat_dir: run_root.join("nat"),
             plugin_dirs: vec![
                 PathBuf::from("/usr/libexec/cni"),
                 PathBuf::from("/usr/lib/cni"),
@@ -149,6 +158,8 @@ pub enum NetworkError {
     InvalidBridge { bridge: String },
     #[error("bridge {bridge:?} is already used by network {network:?}")]
     BridgeTaken { bridge: String, network: String },
+    #[error("outbound NAT rules: {command} failed: {output}")]
+    Nat { command: String, output: String },
     #[error("cannot delete link {link}: {output}")]
     Link { link: String, output: String },
     #[error("network config {path}: {source}")]

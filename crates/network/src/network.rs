@@ -161,6 +161,8 @@ impl Network {
                 containers: attached,
             });
         }
+        // Rules first: if they cannot go, the conflist stays to say what they were.
+        crate::nat::remove(cfg, &net)?;
         std::fs::remove_file(&net.path).map_err(|source| NetworkError::Config {
             path: net.path.clone(),
             source,
@@ -209,10 +211,11 @@ impl Network {
     }
 }
 
-/// The conflist of a bridge network: bridge (gateway, NAT) with host-local IPAM
-/// whose state lives under berth's data dir, then portmap and firewall. (No `tuning`:
-/// podman's old default list had it, but with no arguments it changes nothing and costs
-/// an exec on every ADD and DEL.)
+/// The conflist of a bridge network: bridge (gateway) with host-local IPAM whose state
+/// lives under berth's data dir, then portmap and firewall. Outbound NAT (`masquerade`)
+/// is berth's, one chain per network (nat.rs), not the bridge plugin's `ipMasq`, which
+/// makes one per container. (No `tuning`: podman's old default list had it, but with no
+/// arguments it changes nothing and costs an exec on every ADD and DEL.)
 pub fn conflist(
     cfg: &NetworkConfig,
     name: &str,
@@ -229,12 +232,16 @@ pub fn conflist(
         cni_version: CNI_VERSION.to_string(),
         name: name.to_string(),
         disable_check: false,
+        extra: masquerade
+            .then(crate::nat::conflist_key)
+            .into_iter()
+            .collect(),
         plugins: vec![
             json!({
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": masquerade,
+                "ipMasq": false,
                 // Lets a container reach itself through a published port.
                 "hairpinMode": true,
                 "ipam": {
@@ -250,12 +257,14 @@ pub fn conflist(
     }
 }
 
-/// The loopback config run in every container netns before the network's list.
+/// A list of the `loopback` plugin alone. berth brings `lo` up itself (netns.rs); this
+/// is for callers and tests that want the plugin.
 pub fn loopback() -> ConfList {
     ConfList {
         cni_version: CNI_VERSION.to_string(),
         name: "berth-loopback".to_string(),
         disable_check: false,
+        extra: Default::default(),
         plugins: vec![json!({"type": "loopback"})],
     }
 }
@@ -324,7 +333,7 @@ fn list_files(cfg: &NetworkConfig) -> Result<Vec<Network>, NetworkError> {
 }
 
 /// Serialises network creation/removal between berth processes.
-fn lock_config_dir(cfg: &NetworkConfig) -> Result<File, NetworkError> {
+pub(crate) fn lock_config_dir(cfg: &NetworkConfig) -> Result<File, NetworkError> {
     let path = cfg.config_dir.join(".lock");
     crate::lock_file(&path).map_err(|source| NetworkError::Config { path, source })
 }
@@ -415,7 +424,9 @@ mod tests {
         assert_eq!(types, ["bridge", "portmap", "firewall"]);
         let bridge = &net.config.plugins[0];
         assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipMasq"], true);
+        // NAT is berth's one chain per network, not the plugin's chain per container.
+        assert_eq!(bridge["ipMasq"], false);
+        assert!(crate::nat::managed(&net));
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(
             bridge["ipam"]["dataDir"],
@@ -458,6 +469,7 @@ mod tests {
         assert_eq!(b.subnets[0].to_string(), "172.30.5.0/24");
         assert_eq!(b.gateways[0].to_string(), "172.30.5.1");
         assert_eq!(b.config.plugins[0]["ipMasq"], false);
+        assert!(crate::nat::managed(&a) && !crate::nat::managed(&b));
         let names: Vec<_> = Network::list(&cfg)
             .expect("list")
             .into_iter()

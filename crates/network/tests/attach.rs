@@ -37,17 +37,25 @@ fn two_containers_on_the_default_network_reach_each_other_and_the_gateway() {
             &["busybox", "ping", "-c1", "-W2", &gateway.to_string()],
         );
         assert!(ok, "ping gateway: {out}");
-        // Outbound NAT: a POSTROUTING rule for the container's address into a chain that masquerades.
-        let nat = common::sh("iptables -t nat -S");
+        // No NAT of its own: the bridge plugin's per-container chain is not made.
         let ip = att.ips[0].addr().to_string();
-        let jump = nat
-            .lines()
-            .find(|l| l.starts_with("-A POSTROUTING") && l.contains(&format!("-s {ip}/32")))
-            .unwrap_or_else(|| panic!("no NAT rule for {ip}:\n{nat}"));
-        let chain = jump.rsplit(" -j ").next().expect("a jump");
+        let nat = common::sh("iptables -t nat -S");
         assert!(
-            nat.contains(&format!("-A {chain} ! -d 224.0.0.0/4")) && nat.contains("MASQUERADE"),
+            !nat.lines().any(|l| l.contains(&format!("-s {ip}/32"))),
             "{nat}"
+        );
+    }
+    // Outbound NAT: one chain for the network, jumped to for the whole subnet.
+    let rules = common::nat_rules(&env.cfg, DEFAULT_NETWORK);
+    let chain = berth_network::nat::chain_name(&env.cfg.conflist_path(DEFAULT_NETWORK));
+    for want in [
+        format!("-A POSTROUTING -s 10.89.0.0/16 "),
+        format!("-A {chain} -d 10.89.0.0/16 -j ACCEPT"),
+        format!("-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE"),
+    ] {
+        assert!(
+            rules.iter().any(|r| r.starts_with(&want)),
+            "{want}: {rules:#?}"
         );
     }
     let (ok, out) = common::in_netns(
@@ -187,4 +195,186 @@ fn port_in_use_is_refused_and_leaves_nothing() {
         common::rules_of(&common::iptables(), &id, "10.123.2."),
         common::rules_of(&before, &id, "10.123.2.")
     );
+}
+
+/// A namespace outside every container network, joined to the host by a veth:
+/// host 198.51.100.1/30, outside 198.51.100.2/30 (TEST-NET-2;
+/// the VM's own network is TEST-NET-1), no route back to any container
+/// subnet. Removed on drop.
+struct Outside {
+    ns: String,
+    host_if: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let n = std::process::id() % 100_000;
+        let o = Outside {
+            ns: format!("berth-test-outside-{n}"),
+            host_if: format!("vnat{n}"),
+        };
+        let peer = format!("vnato{n}");
+        for cmd in [
+            format!("ip netns add {}", o.ns),
+            format!("ip link add {} type veth peer name {peer}", o.host_if),
+            format!("ip link set {peer} netns {}", o.ns),
+            format!("ip addr add 198.51.100.1/30 dev {}", o.host_if),
+            format!("ip link set {} up", o.host_if),
+            format!("ip -n {} addr add 198.51.100.2/30 dev {peer}", o.ns),
+            format!("ip -n {} link set {peer} up", o.ns),
+            format!("ip -n {} link set lo up", o.ns),
+        ] {
+            let out = Command::new("sh").args(["-c", &cmd]).output().expect("sh");
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        o
+    }
+
+    /// Serves one connection on 198.51.100.2:`port` inside the namespace; the thread
+    /// returns the address the connection came from.
+    fn accept_one(&self, port: u16) -> std::thread::JoinHandle<std::io::Result<IpAddr>> {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let path = format!("/run/netns/{}", self.ns);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path)?;
+            // The network namespace is per thread: only this thread moves.
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let listener = TcpListener::bind(("198.51.100.2", port))?;
+            let _ = ready_tx.send(());
+            listener.set_nonblocking(true)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match listener.accept() {
+                    Ok((mut conn, peer)) => {
+                        // Read the request first: closing with unread bytes would reset
+                        // the connection under the client's feet.
+                        conn.set_nonblocking(false)?;
+                        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+                        let mut req = Vec::new();
+                        let mut b = [0u8; 1024];
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut b)? {
+                                0 => break,
+                                n => req.extend_from_slice(&b[..n]),
+                            }
+                        }
+                        conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")?;
+                        return Ok(peer.ip());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "none"));
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            panic!("no server in {}: {:?}", self.ns, handle.join());
+        }
+        handle
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+/// Outbound NAT for real: a server outside sees a container's connection come from the
+/// host's address. Without berth's rules (removed, as a reboot would) the same
+/// connection fails, since nothing routes back to the container's subnet; the next
+/// attach makes them again; `network rm` takes them away.
+#[test]
+fn outbound_nat_masquerades_as_the_host_and_goes_with_the_network() {
+    require_root!();
+    let env = common::env();
+    let net = env.network("nat", 8);
+    let outside = Outside::new();
+    let fetch = |att: &berth_network::Attachment, port: u16| {
+        common::in_netns(
+            &att.netns,
+            // Not wget's -T: Debian's busybox 1.35 wget crashes with it.
+            &[
+                "busybox",
+                "timeout",
+                "3",
+                "busybox",
+                "wget",
+                "-q",
+                "-O-",
+                &format!("http://198.51.100.2:{port}/"),
+            ],
+        )
+    };
+
+    let a = attach(&env.cfg, "nat", &common::cid("nata"), &[], "a").expect("attach");
+    assert!(!common::nat_rules(&env.cfg, "nat").is_empty());
+    let server = outside.accept_one(18081);
+    let (ok, out) = fetch(&a, 18081);
+    assert!(ok && out.contains("ok"), "fetch through NAT: {out}");
+    let peer = server.join().expect("thread").expect("a connection");
+    assert_eq!(
+        peer.to_string(),
+        "198.51.100.1",
+        "the server saw the host's address"
+    );
+
+    // The rules gone (as after a reboot, which empties the run root's marker too).
+    berth_network::nat::remove(&env.cfg, &net).expect("remove NAT rules");
+    assert_eq!(common::nat_rules(&env.cfg, "nat"), Vec::<String>::new());
+    let server = outside.accept_one(18082);
+    let (ok, out) = fetch(&a, 18082);
+    assert!(!ok, "reached the outside without NAT: {out}");
+    drop(server);
+
+    // The next attach makes them again, and both containers get out.
+    let b = attach(&env.cfg, "nat", &common::cid("natb"), &[], "b").expect("attach");
+    for (att, port) in [(&a, 18083), (&b, 18084)] {
+        let server = outside.accept_one(port);
+        let (ok, out) = fetch(att, port);
+        assert!(
+            ok && out.contains("ok"),
+            "fetch after the rules came back: {out}"
+        );
+        assert_eq!(
+            server.join().expect("thread").expect("conn").to_string(),
+            "198.51.100.1"
+        );
+    }
+
+    // Refused while in use; gone with the network.
+    assert!(matches!(
+        berth_network::Network::remove(&env.cfg, "nat"),
+        Err(NetworkError::InUse { .. })
+    ));
+    assert!(!common::nat_rules(&env.cfg, "nat").is_empty());
+    detach(&env.cfg, "nat", &a.container_id).expect("detach a");
+    detach(&env.cfg, "nat", &b.container_id).expect("detach b");
+    assert!(
+        !common::nat_rules(&env.cfg, "nat").is_empty(),
+        "kept while the network is"
+    );
+    berth_network::Network::remove(&env.cfg, "nat").expect("network rm");
+    assert_eq!(common::nat_rules(&env.cfg, "nat"), Vec::<String>::new());
+    let left: Vec<String> = common::iptables()
+        .into_iter()
+        .filter(|l| l.contains("10.123.8."))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
 }

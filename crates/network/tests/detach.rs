@@ -67,7 +67,13 @@ fn detach_removes_veth_lease_rules_netns_and_cache() {
     assert_eq!(common::bridge_ports("btest3").len(), 1);
     assert_eq!(common::leases(&env.cfg, "gone"), vec![ip.clone()]);
     let rules = common::rules_of(&common::iptables(), &id, &ip);
-    assert!(rules.iter().any(|r| r.contains("MASQUERADE")), "{rules:#?}");
+    // Outbound NAT is the network's (kept after detach), not the attachment's.
+    assert!(
+        !rules.iter().any(|r| r.contains("MASQUERADE")),
+        "{rules:#?}"
+    );
+    let nat = common::nat_rules(&env.cfg, "gone");
+    assert!(nat.iter().any(|r| r.contains("MASQUERADE")), "{nat:#?}");
     assert!(
         rules
             .iter()
@@ -123,11 +129,14 @@ fn churn_50_cycles_leaves_nothing_behind() {
     }
     assert!(common::leases(&env.cfg, "churn").is_empty());
     assert!(common::files_in(&env.cfg.netns_dir).is_empty());
-    // No rule mentioning the subnet appeared for good (shared CNI chains may be new).
+    // No rule mentioning the subnet appeared for good (shared CNI chains may be new)
+    // but the network's own NAT chain, made by the first attach.
     let now = common::iptables();
+    let nat = common::nat_rules(&env.cfg, "churn");
+    assert!(!nat.is_empty());
     let leaked: Vec<_> = now
         .iter()
-        .filter(|r| !before.contains(r) && r.contains("10.123.4."))
+        .filter(|r| !before.contains(r) && r.contains("10.123.4.") && !nat.contains(r))
         .collect();
     assert!(leaked.is_empty(), "{leaked:#?}");
 }
@@ -183,11 +192,13 @@ fn failing_plugin_mid_list_undoes_earlier_plugins() {
     // bridge and portmap undone.
     assert!(common::bridge_ports("btest5").is_empty());
     assert!(common::leases(&env.cfg, "failing").is_empty());
+    let nat = common::nat_rules(&env.cfg, "failing");
     let rules = common::iptables();
     assert!(
-        !rules
-            .iter()
-            .any(|r| r.contains(&format!("\\\"{id}\\\"")) || r.contains("10.123.5.")),
+        !rules.iter().any(
+            |r| (r.contains(&format!("\\\"{id}\\\"")) || r.contains("10.123.5."))
+                && !nat.contains(r)
+        ),
         "{rules:#?}"
     );
     assert!(!env.cfg.netns_path(&id).exists());

@@ -102,6 +102,21 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    /// Takes away the NAT chains berth made for this root's networks: kernel state,
+    /// host-wide, that would outlive the temp dir (each root has its own chains).
+    fn drop(&mut self) {
+        let root = self.dir.path().join("root");
+        if !root.join("networks").exists() {
+            return;
+        }
+        let cfg = berth_network::NetworkConfig::new(root, self.runroot());
+        for net in berth_network::Network::list(&cfg).unwrap_or_default() {
+            let _ = berth_network::nat::remove(&cfg, &net);
+        }
+    }
+}
+
 /// Mount points at or under `dir`, in mount order (unmount in reverse).
 pub fn mounts_under(dir: &std::path::Path) -> Vec<PathBuf> {
     let d = dir.display().to_string();

@@ -25,6 +25,10 @@ pub struct ConfList {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_check: bool,
     pub plugins: Vec<Value>,
+    /// Top-level keys the spec does not define (`cniVersions`, `disableGC`, berth's own
+    /// `berth` object), kept so that the cached copy of a list is the whole list.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Runtime-supplied values keyed by capability (`portMappings`, `ipRanges`, …);
@@ -138,6 +142,27 @@ impl ConfList {
             conf.insert("runtimeConfig".into(), Value::Object(runtime));
         }
         serde_json::to_vec(&Value::Object(conf)).expect("a JSON object always serialises")
+    }
+
+    /// The list to run for one attachment: this one without the plugins that would do
+    /// nothing for it. That is `portmap` without port mappings: its ADD hands the previous
+    /// result on untouched and its DEL has nothing to remove, but each costs a process.
+    /// The caller caches the list it ran, so DEL and CHECK run the same one (CNI spec: DEL
+    /// gets the configuration ADD got).
+    pub fn for_attachment(&self, rt: &RuntimeConfig) -> ConfList {
+        let idle = |p: &Value| {
+            plugin_type(p) == "portmap"
+                && rt
+                    .0
+                    .get("portMappings")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+        };
+        let mut list = self.clone();
+        if list.plugins.iter().any(|p| !idle(p)) {
+            list.plugins.retain(|p| !idle(p));
+        }
+        list
     }
 
     /// ADD over the list; on failure, DEL in reverse over what ran.
@@ -326,6 +351,43 @@ mod tests {
             assert!(err.to_string().contains(rule), "{err} should name {rule}");
             assert!(err.to_string().contains("f.conflist"));
         }
+    }
+
+    #[test]
+    fn portmap_runs_only_with_port_mappings() {
+        let l = list();
+        let types = |l: &ConfList| -> Vec<String> {
+            l.plugins
+                .iter()
+                .map(|p| plugin_type(p).to_string())
+                .collect()
+        };
+        assert_eq!(
+            types(&l.for_attachment(&RuntimeConfig::default())),
+            ["bridge", "tuning"]
+        );
+        let mut rt = RuntimeConfig::default();
+        rt.0.insert("portMappings".into(), json!([]));
+        assert_eq!(types(&l.for_attachment(&rt)), ["bridge", "tuning"]);
+        rt.0.insert(
+            "portMappings".into(),
+            json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]),
+        );
+        assert_eq!(types(&l.for_attachment(&rt)), types(&l));
+        // A list of portmap alone stays whole: a list needs a plugin.
+        let mut only = l.clone();
+        only.plugins.retain(|p| plugin_type(p) == "portmap");
+        assert_eq!(only.for_attachment(&RuntimeConfig::default()), only);
+    }
+
+    #[test]
+    fn unknown_top_level_keys_survive_a_round_trip() {
+        let v = json!({"cniVersion": "1.0.0", "name": "n", "disableGC": true,
+            "berth": {"masquerade": true}, "plugins": [{"type": "x"}]});
+        let l = ConfList::parse(v.to_string().as_bytes(), "t").expect("valid");
+        assert_eq!(l.extra["berth"]["masquerade"], true);
+        let back: Value = serde_json::from_slice(&l.to_json()).expect("json");
+        assert_eq!(back, v);
     }
 
     #[test]

@@ -102,6 +102,8 @@ impl Drop for Env {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 if let Ok(net) = Network::inspect(&self.cfg, &name) {
+                    // Ours alone: the chain is named after this Env's conflist.
+                    let _ = berth_network::nat::remove(&self.cfg, &net);
                     if let Some(bridge) = net.bridge {
                         let _ = Command::new("ip")
                             .args(["link", "delete", &bridge])
@@ -158,6 +160,15 @@ pub fn iptables() -> Vec<String> {
             Some(i) if l.starts_with(':') => l[..i].to_string(),
             _ => l.to_string(),
         })
+        .collect()
+}
+
+/// The NAT rules berth made for a network (its chain and the jump to it).
+pub fn nat_rules(cfg: &NetworkConfig, network: &str) -> Vec<String> {
+    let chain = berth_network::nat::chain_name(&cfg.conflist_path(network));
+    iptables()
+        .into_iter()
+        .filter(|l| l.contains(&chain))
         .collect()
 }
 

@@ -309,15 +309,13 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
             a.restart
         );
     }
-    if a.tty && a.detach {
-        bail!("-t with -d: a detached terminal is not supported yet (use -it in the foreground, or -d without -t)");
-    }
     let restart = a.restart.parse::<berth_engine::RestartPolicy>()?;
     let mut life = berth_engine::Life {
         restart,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         interactive: a.interactive,
+        tty: a.tty,
         log_max_files: 1,
         ..Default::default()
     };
