@@ -49,7 +49,7 @@ fn two_containers_on_the_default_network_reach_each_other_and_the_gateway() {
     let rules = common::nat_rules(&env.cfg, DEFAULT_NETWORK);
     let chain = berth_network::nat::chain_name(&env.cfg.conflist_path(DEFAULT_NETWORK));
     for want in [
-        format!("-A POSTROUTING -s 10.89.0.0/16 "),
+        "-A POSTROUTING -s 10.89.0.0/16 ".to_string(),
         format!("-A {chain} -d 10.89.0.0/16 -j ACCEPT"),
         format!("-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE"),
     ] {
