@@ -533,3 +533,140 @@ fn a_killed_cli_leaves_an_attachment_that_rm_f_removes() {
     net.assert_clean(&[&id]);
     h.assert_clean();
 }
+
+/// `berth network`: create (with its refusals), ls, inspect, a container on the
+/// network, rm refused while a container uses it and forced with -f, the NAT chain
+/// made on first use and gone with the network, --internal without NAT, prune.
+#[test]
+fn network_create_ls_inspect_rm_prune() {
+    let Some(h) = host() else { return };
+    let cfg = net_cfg(&h);
+    // Bridges go however the test ends (containers first: Host's drop comes later).
+    struct Bridges<'a>(&'a Host);
+    impl Drop for Bridges<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.berth(&["rm", "-f", "nt9", "nt10"]);
+            sh("ip link delete bnt9 2>/dev/null; ip link delete bnt10 2>/dev/null");
+        }
+    }
+    let _bridges = Bridges(&h);
+    let o = h.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.124.9.0/24",
+        "--interface-name",
+        "bnt9",
+        "nt9",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "nt9\n"), "{}", o.stderr);
+    let o = h.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.124.10.0/24",
+        "--interface-name",
+        "bnt10",
+        "--internal",
+        "nt10",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for (args, code, says) in [
+        (vec!["network", "create", "nt9"], 6, "already exists"),
+        (
+            vec!["network", "create", "--subnet", "10.124.9.128/25", "x"],
+            6,
+            "overlaps network \"nt9\"",
+        ),
+        (
+            vec!["network", "create", "--subnet", "ten", "x"],
+            2,
+            "--subnet",
+        ),
+        (
+            vec!["network", "create", "--driver", "macvlan", "x"],
+            2,
+            "only bridge",
+        ),
+        (vec!["network", "rm", "berth"], 2, "default network"),
+        (vec!["network", "rm", "nope"], 3, "not found"),
+        (vec!["network", "inspect", "nope"], 3, "not found"),
+    ] {
+        let o = h.berth(&args);
+        assert_eq!(o.code, code, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(says), "{args:?}: {}", o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "said once: {}", o.stderr);
+    }
+
+    let o = h.berth(&["network", "ls", "-q"]);
+    assert_eq!(o.stdout, "berth\nnt10\nnt9\n");
+    let o = h.berth(&["network", "ls", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    let nt9 = all
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == "nt9"))
+        .expect("nt9 listed");
+    assert_eq!(nt9["network_interface"], "bnt9");
+    assert_eq!(nt9["subnets"][0]["subnet"], "10.124.9.0/24");
+    assert_eq!(nt9["subnets"][0]["gateway"], "10.124.9.1");
+    assert_eq!(nt9["internal"], false);
+    let o = h.berth(&["network", "inspect", "nt10"]);
+    let nt10: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    assert_eq!(nt10[0]["internal"], true);
+
+    // A container on each: the NAT chain is made for nt9 only.
+    for net in ["nt9", "nt10"] {
+        let o = h.berth(&[
+            "run",
+            "-d",
+            "--name",
+            net,
+            "--network",
+            net,
+            &h.image,
+            "sleep",
+            "100",
+        ]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    let chain = |n: &str| berth_network::nat::chain_name(&cfg.conflist_path(n));
+    let rules = sh("iptables-save");
+    assert!(
+        rules.contains(&format!(
+            "-s 10.124.9.0/24 -m comment --comment \"berth network {}\" -j {}",
+            cfg.conflist_path("nt9").display(),
+            chain("nt9")
+        )),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains(&chain("nt10")),
+        "an internal network has no NAT"
+    );
+    let o = h.berth(&["inspect", "nt9"]);
+    assert!(o.stdout.contains("10.124.9."), "{}", o.stdout);
+
+    // In use, even stopped: refused, naming the container; -f removes it too.
+    assert_eq!(h.berth(&["stop", "-t", "0", "nt9"]).code, 0);
+    let o = h.berth(&["network", "rm", "nt9"]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(o.stderr.contains("[\"nt9\"]"), "{}", o.stderr);
+    let o = h.berth(&["network", "rm", "-f", "nt9"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "nt9\n"), "{}", o.stderr);
+    assert_eq!(h.berth(&["ps", "-aq", "--filter", "name=nt9"]).stdout, "");
+    assert!(
+        !sh("iptables-save").contains(&chain("nt9")),
+        "NAT chain left"
+    );
+    assert_eq!(sh("ip -o link show bnt9 2>/dev/null"), "", "bridge left");
+
+    // prune keeps the default network and networks in use.
+    let o = h.berth(&["network", "prune", "-f"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""), "{}", o.stderr);
+    assert_eq!(h.berth(&["rm", "-f", "nt10"]).code, 0);
+    let o = h.berth(&["network", "prune", "-f"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "nt10\n"), "{}", o.stderr);
+    assert_eq!(h.berth(&["network", "ls", "-q"]).stdout, "berth\n");
+    assert_eq!(sh("ip -o link show bnt10 2>/dev/null"), "", "bridge left");
+    h.assert_clean();
+}

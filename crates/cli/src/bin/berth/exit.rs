@@ -102,6 +102,22 @@ pub fn code(e: &anyhow::Error) -> i32 {
         if cause.is::<berth_engine::mounts::MountError>() || cause.is::<crate::volume::Usage>() {
             return USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<berth_network::NetworkError>() {
+            use berth_network::NetworkError as N;
+            match e {
+                N::NotFound { .. } => return NOT_FOUND,
+                N::Exists { .. }
+                | N::InUse { .. }
+                | N::BridgeTaken { .. }
+                | N::SubnetOverlap { .. } => return CONFLICT,
+                N::InvalidName { .. }
+                | N::BadSubnet { .. }
+                | N::InvalidBridge { .. }
+                | N::RemoveDefault
+                | N::NoFreeSubnet => return USAGE,
+                _ => {}
+            }
+        }
         if let Some(e) = cause.downcast_ref::<VolumeError>() {
             if let Some(c) = volume(e) {
                 return c;

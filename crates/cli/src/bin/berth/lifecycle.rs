@@ -74,7 +74,10 @@ pub(crate) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> R
     let mut failed = None;
     for n in names {
         if let Err(e) = f(n) {
-            eprintln!("berth: {e:#}");
+            // One name: main prints the error it gets back; say it only once.
+            if names.len() > 1 {
+                eprintln!("berth: {e:#}");
+            }
             failed.get_or_insert(e);
         }
     }

@@ -11,6 +11,7 @@ mod image;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod network;
 mod progress;
 mod security;
 mod stats;
@@ -117,6 +118,9 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
     /// Copy files between a container and the host (or a tar stream, `-`).
@@ -178,6 +182,7 @@ fn main() {
         Command::Login(a) => image::login(&cli, a).map(|()| 0),
         Command::Logout(a) => image::logout(&cli, a).map(|()| 0),
         Command::Volume(c) => volume::volume(&cli, c),
+        Command::Network(c) => network::network(&cli, c),
         Command::Exec(a) => exec::exec(&cli, a),
         Command::Cp(a) => cp::cp(&cli, a),
         Command::Inspect(a) => inspect::inspect(&cli, a),
