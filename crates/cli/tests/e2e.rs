@@ -78,7 +78,8 @@ fn vm_available() -> bool {
 }
 
 /// The resources the v1 tests check, on a pure v2 host: memory.max, pids.max, cpu.max,
-/// cpu.weight, the eBPF device program, and cleanup of the cgroup on delete.
+/// cpu.weight, the eBPF device program, the init cloned straight into its cgroup, and
+/// cleanup of the cgroup on delete.
 #[test]
 fn cgroup_v2_in_a_vm() {
     require_root!();
@@ -109,7 +110,10 @@ fn cgroup_v2_in_a_vm() {
             .push(serde_json::json!({"type": "cgroup"}));
     })
     .expect("edit");
-    let script = "berth-oci --root /tmp/state run --bundle /data/bundle v2test; echo rc=$?; \
+    // The debug log says whether the init was cloned into its cgroup (CLONE_INTO_CGROUP)
+    // rather than moved in afterwards.
+    let script = "berth-oci --debug --log /tmp/oci.log --root /tmp/state run --bundle /data/bundle v2test; \
+                  echo rc=$?; grep -q 'init born in its cgroup' /tmp/oci.log && echo born-in-cgroup; \
                   test -e /sys/fs/cgroup/berth-test/v2 && echo cgroup-left || echo cgroup-gone";
     let out = run_in_vm(&b, script);
     for want in [
@@ -118,6 +122,7 @@ fn cgroup_v2_in_a_vm() {
         "Operation not permitted",
         "pid=1",
         "rc=0",
+        "born-in-cgroup",
         "cgroup-gone",
     ] {
         assert!(out.contains(want), "missing {want:?} in VM output:\n{out}");

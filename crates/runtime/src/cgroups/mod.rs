@@ -141,6 +141,23 @@ impl Cgroup {
         self.dirs.iter().find(|d| d.v2)
     }
 
+    /// On a pure cgroup v2 host, the container's one directory, opened for a clone
+    /// into it (CLONE_INTO_CGROUP). None elsewhere: v1 and hybrid hierarchies need
+    /// their `cgroup.procs` writes in any case.
+    pub fn clone_target(&self) -> Option<std::fs::File> {
+        match (self.mode, self.dirs.as_slice()) {
+            (Mode::Unified, [d]) if d.v2 => {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(&d.path)
+                    .ok()
+            }
+            _ => None,
+        }
+    }
+
     /// Writes the spec's resources, each through the hierarchy that carries it.
     pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         self.write_resources(r, true)

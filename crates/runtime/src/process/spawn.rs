@@ -4,7 +4,7 @@ use super::channel::{self, Channel, Msg};
 use super::init;
 use super::plan::InitPlan;
 use crate::cgroups::{Cgroup, CgroupError};
-use berth_sys::process::{clone_process, Forked};
+use berth_sys::process::{clone_process, clone_process_into, Forked};
 use berth_sys::Errno;
 use rustix::process::{Pid, Resource, Rlimit, WaitOptions};
 use std::os::fd::AsFd;
@@ -153,17 +153,41 @@ pub fn spawn(
             std::fs::write("/proc/self/timens_offsets", text).map_err(SpawnError::TimeNamespace)?;
         }
     }
-    let pid = match clone_process(plan.ns.clone_flags).map_err(|e| SpawnError::Clone(io(e)))? {
+    // Born in its cgroup where the kernel can (pure v2); else moved in by the handshake.
+    let target = setup.cgroup.clone_target();
+    let mut born_in_cgroup = false;
+    let forked = match &target {
+        Some(dir) => match clone_process_into(plan.ns.clone_flags, dir.as_fd()) {
+            Ok(f) => {
+                born_in_cgroup = true;
+                Ok(f)
+            }
+            Err(e) => {
+                tracing::debug!("clone into the cgroup refused ({e}); moving the init in");
+                clone_process(plan.ns.clone_flags)
+            }
+        },
+        None => clone_process(plan.ns.clone_flags),
+    };
+    let pid = match forked.map_err(|e| SpawnError::Clone(io(e)))? {
         Forked::Child => {
             drop(parent);
+            // A host cgroup directory must not stay open in the container's init, even
+            // close-on-exec: a `process.cwd` of /proc/self/fd/N would reach the host
+            // through it (runc's CVE-2024-21626). close(2) is async-signal-safe.
+            drop(target);
             init::run(plan, &child)
         }
         Forked::Parent(pid) => pid,
     };
+    drop(target);
     drop(child);
+    if born_in_cgroup {
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), "init born in its cgroup");
+    }
     // A failed handshake kills and reaps the init (the guard's drop).
     let guard = super::child::Child::new(pid);
-    handshake(plan, setup, pid, &parent, on_event)?;
+    handshake(plan, setup, pid, &parent, on_event, born_in_cgroup)?;
     guard.disarm();
     Ok(Spawned {
         pid,
@@ -177,8 +201,11 @@ fn handshake(
     pid: Pid,
     chan: &Channel,
     on_event: OnEvent,
+    born_in_cgroup: bool,
 ) -> Result<(), SpawnError> {
-    setup.cgroup.add_pid(pid.as_raw_nonzero().get())?;
+    if !born_in_cgroup {
+        setup.cgroup.add_pid(pid.as_raw_nonzero().get())?;
+    }
     if let Some(map) = &setup.uid_map {
         let file = format!("/proc/{}/uid_map", pid.as_raw_nonzero());
         std::fs::write(&file, map).map_err(|source| SpawnError::IdMap {
