@@ -16,8 +16,9 @@
 //! stops as soon as the start is reported. Where the write is refused (no permission, a
 //! read-only cgroupfs) the thread just ends: the start is only slower.
 //!
-//! With cgroup v2 and `clone3(CLONE_INTO_CGROUP)` there is no migration to speed up; the
-//! warmer costs a few microseconds per write there.
+//! On a pure cgroup v2 host the runtime clones the init straight into its cgroup
+//! (`clone3(CLONE_INTO_CGROUP)`, which only reads that lock): there is no migration to
+//! speed up, so no warmer either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,8 +30,12 @@ pub struct Warmer {
 }
 
 impl Warmer {
-    /// Starts the thread; None where this process's cgroup cannot be found.
+    /// Starts the thread; None on pure cgroup v2 and where this process's cgroup cannot
+    /// be found.
     pub fn start() -> Option<Warmer> {
+        if berth_runtime::cgroups::Mode::detect() == berth_runtime::cgroups::Mode::Unified {
+            return None;
+        }
         let procs = own_procs_file()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
