@@ -10,7 +10,9 @@
 //!                        │    exits; the init is re-parented to us (subreaper)
 //!    ◀── "started PID" ──┤ 2. the CLI records the start and answers "recorded", then
 //!    ── "recorded" ────▶ │    returns (`-d`) or keeps reading (foreground)
-//!                        │ 3. pipes → CRI log file (rotated), and our stdout/stderr with --tee
+//!                        │ 3. pipes → CRI log file (rotated), and our stdout/stderr with --tee;
+//!                        │    with --terminal, a pty master nobody attached (`run -dt`)
+//!                        │    → the log too, received on a console socket of ours
 //!                        │ 4. reap the init; write the exit file
 //!    ◀── "exited N" ─────┤ 5. with --peer-cleanup the waiting CLI cleans up itself and
 //!    ── "done" ────────▶ │    answers "done" or "restart MS"; otherwise (or if it went
