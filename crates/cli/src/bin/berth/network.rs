@@ -6,7 +6,7 @@ use crate::container::engine;
 use crate::image::{print_table, Format};
 use crate::volume::Usage;
 use crate::Cli;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use berth_engine::network::NetworkMode;
 use berth_engine::Engine;
 use berth_network::{CreateOptions, Network, DEFAULT_NETWORK};
@@ -239,12 +239,9 @@ fn rm(cli: &Cli, a: &RmArgs) -> Result<i32> {
 
 fn prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
     if !a.force {
-        eprint!("WARNING! This will remove all networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("not confirmed; nothing removed");
-        }
+        crate::container_cmd::confirm(
+            "This will remove all networks not used by at least one container.",
+        )?;
     }
     let engine = engine(cli)?;
     for n in Network::list(&engine.network)? {

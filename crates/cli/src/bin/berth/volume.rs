@@ -4,7 +4,7 @@
 use crate::container::engine;
 use crate::image::{ago, print_table, Format};
 use crate::Cli;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use berth_engine::volume::{CreateOptions, Volume};
 use berth_engine::Engine;
 use clap::{Args, Subcommand};
@@ -248,12 +248,9 @@ fn rm(cli: &Cli, a: &RmArgs) -> Result<i32> {
 
 fn prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
     if !a.force {
-        eprint!("WARNING! This will remove all volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("not confirmed; nothing removed");
-        }
+        crate::container_cmd::confirm(
+            "This will remove all volumes not used by at least one container.",
+        )?;
     }
     for n in engine(cli)?.volume_prune()? {
         println!("{n}");
