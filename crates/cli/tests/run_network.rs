@@ -103,12 +103,12 @@ impl TestNet {
         assert!(leases.is_empty(), "leases left: {leases:?}");
         assert_eq!(files(&self.cfg.cache_dir()), Vec::<String>::new(), "cache");
         assert_eq!(files(&self.cfg.netns_dir), Vec::<String>::new(), "netns");
-        // The network's own NAT chain stays while the network does.
-        let nat = berth_network::nat::chain_name(&self.cfg.conflist_path(&self.name));
+        // A network's own NAT chain stays while the network does; so do those of the
+        // same subnet made by berths with other roots (the default network's).
         let rules: Vec<String> = sh("iptables-save")
             .lines()
             .filter(|l| l.contains(&self.prefix) || ids.iter().any(|id| l.contains(id)))
-            .filter(|l| !l.contains(&nat))
+            .filter(|l| !l.contains("BERTH-NAT-"))
             .map(str::to_string)
             .collect();
         assert!(rules.is_empty(), "iptables rules left: {rules:#?}");
