@@ -668,5 +668,41 @@ fn network_create_ls_inspect_rm_prune() {
     assert_eq!((o.code, o.stdout.as_str()), (0, "nt10\n"), "{}", o.stderr);
     assert_eq!(h.berth(&["network", "ls", "-q"]).stdout, "berth\n");
     assert_eq!(sh("ip -o link show bnt10 2>/dev/null"), "", "bridge left");
+
+    // The event log has each network's life; refusals left none.
+    let o = h.berth(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=network",
+        "--format",
+        "json",
+    ]);
+    let seen: Vec<(String, String)> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().into(),
+                e["action"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("nt9", "create"),
+        ("nt10", "create"),
+        ("nt9", "destroy"),
+        ("nt10", "destroy"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(a, b)| (a.to_string(), b.to_string())),
+        "{}",
+        o.stdout
+    );
     h.assert_clean();
 }

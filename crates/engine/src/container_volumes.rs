@@ -137,6 +137,14 @@ impl Engine {
                 Ok::<_, ContainerError>(planned)
             })?
         };
+        for p in planned.iter().filter(|p| p.fresh) {
+            self.event(
+                "volume",
+                "create",
+                &p.volume.name,
+                &[("driver", "local".into())],
+            );
+        }
         for p in &planned {
             self.volumes.prepare(&p.volume, p.fresh)?;
             self.fill(&p.volume.name, rootfs, &p.target, p.nocopy)?;
@@ -260,15 +268,25 @@ impl Engine {
         Ok(gone)
     }
 
+    /// Every removal path ends here, once the records are gone: the files and the
+    /// `destroy` event.
     fn remove_volume_files(&self, names: &[String]) -> Result<(), ContainerError> {
         let mut first = None;
         for n in names {
+            self.event("volume", "destroy", n, &[("driver", "local".into())]);
             if let Err(e) = self.volumes.remove_files(n) {
                 tracing::warn!("removing volume {n}: {e}");
                 first.get_or_insert(e);
             }
         }
         first.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// `volume create`, with its event.
+    pub fn volume_create(&self, o: &CreateOptions) -> Result<Volume, VolumeError> {
+        let v = self.volumes.create(o)?;
+        self.event("volume", "create", &v.name, &[("driver", "local".into())]);
+        Ok(v)
     }
 
     /// `volume rm`: refuses a volume any container uses, stopped or not; with `force`,

@@ -1,4 +1,4 @@
-//! The event log (`berth events`): what happened to containers and volumes, one JSON
+//! The event log (`berth events`): what happened to containers, volumes and networks, one JSON
 //! line each in ROOT/events.jsonl. Daemonless, so the log is a file every berth process
 //! appends to (one `write` per line with O_APPEND, so lines from concurrent processes
 //! never interleave) and `events` follows it. It is rotated at 1 MiB to
@@ -17,7 +17,7 @@ const MAX_LOG: u64 = 1 << 20;
 pub struct Event {
     /// Nanoseconds since the epoch.
     pub time: i128,
-    /// container, volume
+    /// container, volume, network
     #[serde(rename = "type")]
     pub kind: String,
     /// create, start, die, stop, kill, restart, remove, rename, exec, ...
@@ -96,6 +96,7 @@ pub fn matches(e: &Event, filters: &[(String, String)]) -> bool {
                 && (e.id.starts_with(v) || e.attributes.get("name").is_some_and(|n| n == v))
         }
         "volume" => e.kind == "volume" && e.id == v,
+        "network" => e.kind == "network" && e.id == v,
         "image" => e.attributes.get("image").is_some_and(|i| i == v),
         _ => false,
     })

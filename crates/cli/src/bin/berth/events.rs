@@ -19,7 +19,8 @@ pub struct EventsArgs {
     /// Stop at this time (same forms) instead of following.
     #[arg(long)]
     until: Option<String>,
-    /// type=container|volume, event=ACTION, container=NAME|ID, volume=NAME, image=REF.
+    /// type=container|volume|network, event=ACTION, container=NAME|ID, volume=NAME,
+    /// network=NAME, image=REF.
     #[arg(short, long)]
     filter: Vec<String>,
     #[arg(long, value_enum, default_value_t)]

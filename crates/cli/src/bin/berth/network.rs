@@ -124,6 +124,12 @@ fn create(cli: &Cli, a: &CreateArgs) -> Result<i32> {
             internal: a.internal,
         },
     )?;
+    engine.event(
+        "network",
+        "create",
+        &net.name,
+        &[("driver", "bridge".into())],
+    );
     println!("{}", net.name);
     Ok(0)
 }
@@ -225,6 +231,7 @@ fn remove(engine: &Engine, name: &str, force: bool) -> Result<()> {
         }
     }
     Network::remove(&engine.network, name)?;
+    engine.event("network", "destroy", name, &[("driver", "bridge".into())]);
     Ok(())
 }
 
@@ -248,7 +255,7 @@ fn prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
         if n.name == DEFAULT_NETWORK || !users(&engine, &n.name)?.is_empty() {
             continue;
         }
-        Network::remove(&engine.network, &n.name)?;
+        remove(&engine, &n.name, false)?;
         println!("{}", n.name);
     }
     Ok(0)

@@ -135,7 +135,7 @@ fn create(cli: &Cli, a: &CreateArgs) -> Result<i32> {
         }
     }
     let engine = engine(cli)?;
-    match engine.volumes.create(&o) {
+    match engine.volume_create(&o) {
         Ok(v) => println!("{}", v.name),
         Err(berth_engine::volume::VolumeError::Exists(n)) if a.ignore => println!("{n}"),
         Err(e) => return Err(e.into()),
