@@ -85,7 +85,7 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     /// Print a container's output.
     Logs(logs::LogsArgs),
-    /// Show what happens to containers and volumes (past ones with --since).
+    /// Show what happens to containers, volumes and networks (past ones with --since).
     Events(events::EventsArgs),
     /// Run by the monitor (not for people).
     #[command(subcommand, hide = true)]
