@@ -59,7 +59,7 @@ pub fn copy_up(rootfs: &Path, target: &str, dest: &Path) -> Result<Copied, CopyE
     )
     .map_err(sys("open rootfs", rootfs))?;
     let rel = target.trim_start_matches('/');
-    let src = match fs::openat2(
+    let src = match berth_sys::fd::openat2(
         &root,
         rel,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -247,7 +247,7 @@ impl Copier {
         let file = first
             .file_name()
             .ok_or_else(|| sys("link", shown)(Errno::INVAL))?;
-        let pfd = fs::openat2(
+        let pfd = berth_sys::fd::openat2(
             &self.dest_root,
             parent,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

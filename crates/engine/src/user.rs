@@ -22,14 +22,14 @@ pub enum UserError {
 
 /// Reads a file of the rootfs with every path component resolved inside it.
 pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
     let dir = rustix::fs::open(
         root,
         OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::PATH,
         Mode::empty(),
     )
     .ok()?;
-    let fd = openat2(
+    let fd = berth_sys::fd::openat2(
         &dir,
         path.trim_start_matches('/'),
         OFlags::RDONLY | OFlags::CLOEXEC,

@@ -67,3 +67,79 @@ pub fn take_inherited(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
     // parent for this one owner; nothing else in the process refers to it by number.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// openat2(2), asked again while it says EAGAIN. With RESOLVE_IN_ROOT or RESOLVE_BENEATH
+/// a lookup through `..` fails that way whenever a rename or a mount happened anywhere on
+/// the host meanwhile (the kernel cannot then prove the walk stayed inside), which a busy
+/// host does all the time. Bounded, so a host that never lets it finish gets the error.
+/// A loop around one syscall: async-signal-safe when `path` is a `&CStr`.
+pub fn openat2<P: rustix::path::Arg + Copy>(
+    dir: impl rustix::fd::AsFd,
+    path: P,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+    resolve: rustix::fs::ResolveFlags,
+) -> Result<rustix::fd::OwnedFd, rustix::io::Errno> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir.as_fd(), path, flags, mode, resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Under a storm of renames elsewhere, a `..` lookup in RESOLVE_IN_ROOT gets EAGAIN
+    /// now and then from the kernel; the wrapper never lets it through.
+    #[test]
+    fn openat2_outlasts_renames_elsewhere() {
+        let dir = std::env::temp_dir().join(format!("berth-openat2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/a/b")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("spin")).expect("mkdir");
+        std::fs::write(dir.join("spin/x"), b"").expect("file");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spin = dir.join("spin");
+        let renamer = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let _ = std::fs::rename(spin.join("x"), spin.join("y"));
+                let _ = std::fs::rename(spin.join("y"), spin.join("x"));
+            }
+        });
+        let root = rustix::fs::open(
+            dir.join("root"),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("root");
+        let (flags, resolve) = (
+            OFlags::PATH | OFlags::CLOEXEC,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        );
+        let (mut raw_again, mut failures) = (0, vec![]);
+        for _ in 0..20_000 {
+            if matches!(
+                rustix::fs::openat2(&root, "a/b/../../a/b/..", flags, Mode::empty(), resolve),
+                Err(rustix::io::Errno::AGAIN)
+            ) {
+                raw_again += 1;
+            }
+            if let Err(e) = super::openat2(&root, "a/b/../../a/b/..", flags, Mode::empty(), resolve)
+            {
+                failures.push(e);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        renamer.join().expect("renamer");
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("raw openat2 said EAGAIN {raw_again} times in 20000");
+        assert_eq!(failures, vec![], "the wrapper let errors through");
+    }
+}

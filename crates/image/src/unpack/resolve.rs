@@ -92,13 +92,19 @@ impl Root {
     /// it is gone or no longer a directory.
     pub(crate) fn open_dir_nofollow(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
         let p: &[u8] = if path.is_empty() { b"." } else { path };
-        fs::openat2(
-            &self.fd,
-            p,
-            DIR_FLAGS | OFlags::NOFOLLOW,
-            Mode::empty(),
-            RESOLVE,
-        )
+        loop {
+            match fs::openat2(
+                &self.fd,
+                p,
+                DIR_FLAGS | OFlags::NOFOLLOW,
+                Mode::empty(),
+                RESOLVE,
+            ) {
+                // As in open_beneath: a rename elsewhere raced a `..`.
+                Err(Errno::AGAIN) => continue,
+                r => return r,
+            }
+        }
     }
 
     /// Forgets the cached directory: something was removed, and the cached path may have

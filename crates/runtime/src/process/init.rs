@@ -140,7 +140,7 @@ pub(crate) fn prepare_process(plan: &ProcessPlan, chan: &Channel) -> R<usize> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(plan.umask));
     // No magic links: "/proc/self/fd/N" must not turn an fd of ours, still open until
     // exec, into a working directory outside the container (CVE-2024-21626 class).
-    match rustix::fs::openat2(
+    match berth_sys::fd::openat2(
         CWD,
         plan.cwd.as_c_str(),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

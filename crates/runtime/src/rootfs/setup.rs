@@ -27,7 +27,7 @@ fn fail(step: Step, index: usize) -> impl Fn(Errno) -> Failure {
 }
 
 fn open_in_root(root: BorrowedFd, path: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat2(
+    berth_sys::fd::openat2(
         root,
         path,
         flags | OFlags::CLOEXEC,
@@ -298,7 +298,7 @@ pub(crate) fn devices(root: BorrowedFd, plan: &RootfsPlan) -> R<()> {
 /// planted over /proc/sys must not redirect the write).
 pub(crate) fn sysctl(root: BorrowedFd, index: usize, path: &RootPath, value: &CStr) -> R<()> {
     let err = fail(Step::Sysctl, index);
-    let fd = rustix::fs::openat2(
+    let fd = berth_sys::fd::openat2(
         root,
         path.full(),
         OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
