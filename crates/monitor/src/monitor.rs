@@ -417,22 +417,10 @@ impl Console {
 
     /// The master the runtime sent before it reported the start (so it is queued).
     fn receive(self) -> std::io::Result<OwnedFd> {
-        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
         self.listener.set_nonblocking(true)?;
         let (stream, _) = self.listener.accept()?;
         stream.set_nonblocking(false)?;
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        rustix::net::recvmsg(&stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)?;
-        let master = cmsg
-            .drain()
-            .find_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-                _ => None,
-            })
-            .ok_or_else(|| std::io::Error::other("the console socket carried no fd"))?;
+        let master = berth_sys::net::recv_fd(&stream)?;
         rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK)?;
         // A pty starts at 0×0, which full-screen programs take as "no screen"; docker
         // and podman give a detached terminal 80×24 until someone attaches.

@@ -59,6 +59,7 @@ pub fn attach(
     check_ports(cfg, ports)?;
 
     let netns = netns::create_with_loopback(&cfg.netns_dir, container_id)?;
+    let runtime_config = runtime_config(ports);
     let mut entry = CachedAttachment {
         kind: cache::KIND.to_string(),
         network: network.to_string(),
@@ -66,8 +67,8 @@ pub fn attach(
         ifname: cfg.ifname.clone(),
         netns: netns.clone(),
         hostname: hostname.to_string(),
-        config: net.config.for_attachment(&runtime_config(ports)),
-        runtime_config: runtime_config(ports),
+        config: net.config.for_attachment(&runtime_config),
+        runtime_config,
         result: None,
     };
     match add(cfg, &mut entry, ports_lock) {

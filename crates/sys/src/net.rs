@@ -1,6 +1,7 @@
-//! One network interface call: bringing `lo` up in a fresh network namespace, so
-//! `--network none` containers have a working loopback as with docker and podman.
-//! An ioctl rather than netlink: one flag on one interface needs no more.
+//! Sockets: bringing `lo` up in a fresh network namespace, so `--network none`
+//! containers have a working loopback as with docker and podman (an ioctl rather than
+//! netlink: one flag on one interface needs no more); and receiving the one fd a
+//! runtime sends over a console socket.
 
 use crate::{cvt, Errno};
 
@@ -29,4 +30,29 @@ pub fn interface_up(name: &str) -> Result<(), Errno> {
     // SAFETY: closing the socket made above.
     unsafe { libc::close(sock) };
     res
+}
+
+/// Receives one message carrying one fd by SCM_RIGHTS (close-on-exec), as a runtime
+/// sends a pty master over `--console-socket`; EPROTO when the message had none.
+pub fn recv_fd(sock: impl rustix::fd::AsFd) -> Result<rustix::fd::OwnedFd, Errno> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match rustix::net::recvmsg(sock.as_fd(), &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC) {
+            Err(Errno::INTR) => continue,
+            r => {
+                r?;
+                break;
+            }
+        }
+    }
+    cmsg.drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .ok_or(Errno::PROTO)
 }

@@ -182,6 +182,22 @@ pub(crate) trait Sink {
 }
 
 impl Engine {
+    /// A path of container `key` to copy out: the container's view (held until the copy
+    /// is done), the parsed path, the opened source and the mount points below it to skip.
+    fn open_in_container(&self, key: &str, src: &[u8], follow: bool) -> Result<Opened, CpError> {
+        let view = view::View::open(self, key)?;
+        let src = parse(&view.place, src, true)?;
+        let source =
+            walk::open_source(&view.side(), &src, follow).map_err(|e| view.explain(e, &src))?;
+        let skip = view.check_source(&source, &src)?;
+        Ok(Opened {
+            view,
+            src,
+            source,
+            skip,
+        })
+    }
+
     /// `cp CONTAINER:SRC DEST`: `src` of container `key` to the host path `dest`.
     pub fn copy_from_container(
         &self,
@@ -190,11 +206,12 @@ impl Engine {
         dest: &Path,
         o: &CpOptions,
     ) -> Result<Copied, CpError> {
-        let view = view::View::open(self, key)?;
-        let src = parse(&view.place, src, true)?;
-        let source = walk::open_source(&view.side(), &src, o.follow_link)
-            .map_err(|e| view.explain(e, &src))?;
-        let skip = view.check_source(&source, &src)?;
+        let Opened {
+            view: _view,
+            src,
+            source,
+            skip,
+        } = self.open_in_container(key, src, o.follow_link)?;
         let dest_path = parse(&Place::host(), dest.as_os_str().as_encoded_bytes(), false)?;
         let (base, prefix) = write::plan(&walk::Side::Host, &dest_path, &source, &src)?;
         let owner = if o.archive {
@@ -215,11 +232,12 @@ impl Engine {
         out: &mut dyn Write,
         o: &CpOptions,
     ) -> Result<Copied, CpError> {
-        let view = view::View::open(self, key)?;
-        let src = parse(&view.place, src, true)?;
-        let source = walk::open_source(&view.side(), &src, o.follow_link)
-            .map_err(|e| view.explain(e, &src))?;
-        let skip = view.check_source(&source, &src)?;
+        let Opened {
+            view: _view,
+            src,
+            source,
+            skip,
+        } = self.open_in_container(key, src, o.follow_link)?;
         let top = match (&src.name, src.contents) {
             (Some(n), false) => n.clone(),
             _ => b".".to_vec(),
@@ -276,6 +294,14 @@ impl Engine {
         stream::read_tar(input, &view.place, &mut w)?;
         w.finish()
     }
+}
+
+/// What [`Engine::open_in_container`] opened.
+struct Opened {
+    view: view::View,
+    src: path::UserPath,
+    source: walk::Source,
+    skip: Vec<Vec<u8>>,
 }
 
 fn parse(place: &Place, raw: &[u8], in_container: bool) -> Result<path::UserPath, CpError> {

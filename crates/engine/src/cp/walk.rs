@@ -60,20 +60,13 @@ impl Side<'_> {
 /// at `root`, and /proc's magic links (which point anywhere) are refused.
 pub(crate) fn in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
     let path: &[u8] = if path.is_empty() { b"." } else { path };
-    loop {
-        match fs::openat2(
-            root,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            // A rename somewhere raced the resolution of a `..`: the kernel asks for
-            // a retry rather than risk a wrong answer.
-            Err(Errno::AGAIN) => continue,
-            r => return r,
-        }
-    }
+    berth_sys::fd::openat2(
+        root,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
 }
 
 /// The source, opened.

@@ -92,19 +92,13 @@ impl Root {
     /// it is gone or no longer a directory.
     pub(crate) fn open_dir_nofollow(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
         let p: &[u8] = if path.is_empty() { b"." } else { path };
-        loop {
-            match fs::openat2(
-                &self.fd,
-                p,
-                DIR_FLAGS | OFlags::NOFOLLOW,
-                Mode::empty(),
-                RESOLVE,
-            ) {
-                // As in open_beneath: a rename elsewhere raced a `..`.
-                Err(Errno::AGAIN) => continue,
-                r => return r,
-            }
-        }
+        berth_sys::fd::openat2(
+            &self.fd,
+            p,
+            DIR_FLAGS | OFlags::NOFOLLOW,
+            Mode::empty(),
+            RESOLVE,
+        )
     }
 
     /// Forgets the cached directory: something was removed, and the cached path may have
@@ -116,14 +110,8 @@ impl Root {
 }
 
 fn open_beneath(root: &OwnedFd, path: &[u8]) -> Result<OwnedFd, Errno> {
-    loop {
-        match fs::openat2(root, path, DIR_FLAGS, Mode::empty(), RESOLVE) {
-            // EAGAIN: a concurrent rename somewhere on the host; RESOLVE_BENEATH asks
-            // for a retry rather than risk a wrong answer.
-            Err(Errno::AGAIN) => continue,
-            r => return r,
-        }
-    }
+    // Asked again on EAGAIN (a rename elsewhere raced a `..`).
+    berth_sys::fd::openat2(root, path, DIR_FLAGS, Mode::empty(), RESOLVE)
 }
 
 /// Slow path of `Root::dir`: walks `path` component by component, each prefix resolved

@@ -72,7 +72,7 @@ pub fn env_list(env: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
 
 pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     if a.detach && a.tty {
-        bail!(crate::volume::Usage(
+        bail!(crate::exit::Usage(
             "-d with -t: a detached process has no one to hold its terminal".into()
         ));
     }

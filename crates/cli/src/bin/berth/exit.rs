@@ -99,7 +99,7 @@ pub fn code(e: &anyhow::Error) -> i32 {
                 _ => {}
             }
         }
-        if cause.is::<berth_engine::mounts::MountError>() || cause.is::<crate::volume::Usage>() {
+        if cause.is::<berth_engine::mounts::MountError>() {
             return USAGE;
         }
         if let Some(e) = cause.downcast_ref::<berth_network::NetworkError>() {

@@ -3,8 +3,8 @@
 //! berth-network crate.
 
 use crate::container::engine;
+use crate::exit::Usage;
 use crate::image::{print_table, Format};
-use crate::volume::Usage;
 use crate::Cli;
 use anyhow::Result;
 use berth_engine::network::NetworkMode;

@@ -135,22 +135,9 @@ enum Target<'a> {
     Container(&'a Engine, &'a str),
 }
 
-/// Receives the one fd the runtime sends with SCM_RIGHTS.
+/// Receives the pty master the runtime sends with SCM_RIGHTS.
 fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    rustix::net::recvmsg(stream, &mut iov, &mut cmsg, RecvFlags::CMSG_CLOEXEC)
-        .context("receiving the pty master")?;
-    let mut fd = None;
-    for m in cmsg.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = m {
-            fd = fds.next();
-        }
-    }
-    fd.context("the runtime sent no pty master")
+    berth_sys::net::recv_fd(stream).context("receiving the pty master")
 }
 
 /// Our terminal's size (stdin's, else stdout's) onto the pty; nothing when neither is

@@ -2,6 +2,7 @@
 //! JSON keys are docker's).
 
 use crate::container::engine;
+use crate::exit::Usage;
 use crate::image::{ago, print_table, Format};
 use crate::Cli;
 use anyhow::Result;
@@ -79,18 +80,6 @@ pub struct PruneArgs {
     #[arg(short, long)]
     force: bool,
 }
-
-/// Marks a flag error so `exit::code` gives the usage code.
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
 
 fn key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
