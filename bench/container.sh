@@ -136,7 +136,7 @@ cleanup() {
         fi
     done
     # berth's NAT chains for this run's networks (kernel state that outlives $work).
-    "$repo/scripts/nat-cleanup.sh" "$work/berth/root"
+    "$repo/scripts/rules-cleanup.sh" "$work/berth/root"
     [ -n "$reg_pid" ] && stop_pid "$reg_pid"
     umount_under "$work"
     rm -rf "$work/berth" "$work/podman" "$work/registry"

@@ -21,7 +21,7 @@ registry=$!
 cleanup() {
     kill "$registry" 2>/dev/null || true
     target/release/berth --root "$work/root" --runroot "$work/run" rm -f demo >/dev/null 2>&1 || true
-    scripts/nat-cleanup.sh "$work/root"
+    scripts/rules-cleanup.sh "$work/root"
     rm -rf "$work"
 }
 trap cleanup EXIT

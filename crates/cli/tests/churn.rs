@@ -26,7 +26,7 @@ const VOLUME: &str = "churnvol";
 const BRIDGE: &str = "berth0";
 
 fn cni_ready() -> bool {
-    ["bridge", "host-local", "portmap", "firewall", "loopback"]
+    ["bridge", "host-local", "portmap", "loopback"]
         .iter()
         .all(|p| Path::new("/usr/lib/cni").join(p).exists())
 }

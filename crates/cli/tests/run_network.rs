@@ -19,7 +19,7 @@ const HTTPD: &str =
     "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www";
 
 fn cni_ready() -> bool {
-    let ok = ["bridge", "host-local", "portmap", "firewall", "loopback"]
+    let ok = ["bridge", "host-local", "portmap", "loopback"]
         .iter()
         .all(|p| std::path::Path::new("/usr/lib/cni").join(p).exists());
     if !ok {
@@ -103,12 +103,12 @@ impl TestNet {
         assert!(leases.is_empty(), "leases left: {leases:?}");
         assert_eq!(files(&self.cfg.cache_dir()), Vec::<String>::new(), "cache");
         assert_eq!(files(&self.cfg.netns_dir), Vec::<String>::new(), "netns");
-        // A network's own NAT chain stays while the network does; so do those of the
-        // same subnet made by berths with other roots (the default network's).
+        // A network's own NAT and forward chains stay while the network does; so do
+        // those of the same subnet made by berths with other roots (the default network's).
         let rules: Vec<String> = sh("iptables-save")
             .lines()
             .filter(|l| l.contains(&self.prefix) || ids.iter().any(|id| l.contains(id)))
-            .filter(|l| !l.contains("BERTH-NAT-"))
+            .filter(|l| !l.contains("BERTH-NAT-") && !l.contains("BERTH-FWD-"))
             .map(str::to_string)
             .collect();
         assert!(rules.is_empty(), "iptables rules left: {rules:#?}");
@@ -629,7 +629,8 @@ fn network_create_ls_inspect_rm_prune() {
         ]);
         assert_eq!(o.code, 0, "{}", o.stderr);
     }
-    let chain = |n: &str| berth_network::nat::chain_name(&cfg.conflist_path(n));
+    let chain = |n: &str| berth_network::rules::nat_chain(&cfg.conflist_path(n));
+    let fwd = |n: &str| berth_network::rules::forward_chain(&cfg.conflist_path(n));
     let rules = sh("iptables-save");
     assert!(
         rules.contains(&format!(
@@ -643,6 +644,11 @@ fn network_create_ls_inspect_rm_prune() {
         !rules.contains(&chain("nt10")),
         "an internal network has no NAT"
     );
+    assert!(
+        rules.contains(&format!("-A {} -s 10.124.9.0/24 -j ACCEPT", fwd("nt9")))
+            && rules.contains(&format!("-A {} -s 10.124.10.0/24 -j DROP", fwd("nt10"))),
+        "{rules}"
+    );
     let o = h.berth(&["inspect", "nt9"]);
     assert!(o.stdout.contains("10.124.9."), "{}", o.stdout);
 
@@ -654,9 +660,10 @@ fn network_create_ls_inspect_rm_prune() {
     let o = h.berth(&["network", "rm", "-f", "nt9"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "nt9\n"), "{}", o.stderr);
     assert_eq!(h.berth(&["ps", "-aq", "--filter", "name=nt9"]).stdout, "");
+    let saved = sh("iptables-save");
     assert!(
-        !sh("iptables-save").contains(&chain("nt9")),
-        "NAT chain left"
+        !saved.contains(&chain("nt9")) && !saved.contains(&fwd("nt9")),
+        "NAT or forward chain left"
     );
     assert_eq!(sh("ip -o link show bnt9 2>/dev/null"), "", "bridge left");
 

@@ -13,7 +13,7 @@
 //! start    attach(cfg, &container, dir)      before the runtime creates the init
 //!            detaches a stale attachment (a crash, or a reboot that emptied the run
 //!            root but not the CNI cache), then netns (lo up) + CNI ADD (bridge,
-//!            portmap, firewall), then writes DIR/{hosts,resolv.conf,hostname}
+//!            portmap when ports are published), then writes DIR/{hosts,resolv.conf,hostname}
 //! exit/rm  detach(cfg, &container)            after the init is gone, and on rm
 //!            CNI DEL, netns removed; idempotent, best-effort, every error gathered
 //! ```

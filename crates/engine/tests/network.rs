@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn skip() -> bool {
-    let plugins = ["bridge", "host-local", "portmap", "firewall", "loopback"];
+    let plugins = ["bridge", "host-local", "portmap", "loopback"];
     let ok = rustix::process::geteuid().is_root()
         && plugins
             .iter()
@@ -164,13 +164,18 @@ fn attach_again_after_a_crash_and_after_a_reboot_then_detach_leaves_nothing() {
     assert_eq!(files(&leases), Vec::<String>::new(), "lease left");
     assert_eq!(files(&cfg.cache_dir()), Vec::<String>::new(), "cache left");
     assert!(!cfg.netns_path(&id).exists(), "netns left");
-    // The network's NAT chain stays with the network, and goes with it.
-    let nat = berth_network::nat::chain_name(&cfg.conflist_path("ne1"));
-    assert!(sh("iptables-save").contains(&nat));
+    // The network's NAT and forward chains stay with the network, and go with it.
+    let path = cfg.conflist_path("ne1");
+    let nat = berth_network::rules::nat_chain(&path);
+    let fwd = berth_network::rules::forward_chain(&path);
+    let saved = sh("iptables-save");
+    assert!(saved.contains(&nat) && saved.contains(&fwd), "{saved}");
     Network::remove(&cfg, "ne1").expect("network rm");
     let left: Vec<String> = sh("iptables-save")
         .lines()
-        .filter(|l| l.contains(&id) || l.contains("10.125.1.") || l.contains(&nat))
+        .filter(|l| {
+            l.contains(&id) || l.contains("10.125.1.") || l.contains(&nat) || l.contains(&fwd)
+        })
         .map(str::to_string)
         .collect();
     assert!(left.is_empty(), "{left:#?}");

@@ -46,7 +46,7 @@ pub fn attach(
         });
     }
     let net = Network::inspect(cfg, network)?;
-    crate::nat::ensure(cfg, &net)?;
+    crate::rules::ensure(cfg, &net)?;
     if cache::read(&cfg.cache_dir(), network, container_id, &cfg.ifname)?.is_some() {
         return Err(NetworkError::AlreadyAttached {
             network: network.to_string(),

@@ -5,7 +5,7 @@
 //! ```text
 //! attach(cfg, "berth", id, ports, hostname)      before the runtime creates the container
 //!   1. load the network's conflist (the default network `berth` is written on first use);
-//!      make its NAT chain unless this boot already has                       (nat.rs)
+//!      make its NAT and forward chains unless this boot already has       (rules.rs)
 //!   2. check the published ports: not bound on the host, not published by another container
 //!   3. create the netns RUN_DIR/netns/<id>, lo up       (netns.rs: bind mount, like `ip netns add`;
 //!      lo by ioctl, which is all the loopback plugin does, without its exec)
@@ -37,19 +37,19 @@
 //! | `STATE/cni/ports.lock` | serialises port checks with the cache write that publishes them |
 //! | `STATE/networks/.lock` | serialises network create/remove |
 //! | `RUN/netns/<id>` | the container's netns (an nsfs bind mount); `RUN/netns` is a shared mount |
-//! | `RUN/nat/<name>` | this boot has made the network's NAT chain |
+//! | `RUN/rules/<name>` | this boot has made the network's NAT and forward chains |
 //!
-//! Firewall state: outbound NAT is one chain per network, berth's (nat.rs); port DNAT
-//! and forward rules belong to the portmap and firewall plugins, tagged with the
-//! container id. Conflists from older berths keep the bridge plugin's `ipMasq`.
+//! Firewall state: outbound NAT and forwarding are one chain each per network, berth's
+//! (rules.rs); port DNAT belongs to the portmap plugin, tagged with the container id.
+//! Conflists from older berths keep the bridge plugin's `ipMasq` and the firewall plugin.
 
 pub mod cache;
 pub mod cni;
-pub mod nat;
 pub mod netns;
 pub mod network;
 pub mod port;
 pub mod resolv;
+pub mod rules;
 
 mod attach;
 mod check;
@@ -85,8 +85,8 @@ pub struct NetworkConfig {
     pub data_dir: PathBuf,
     /// Network namespace files.
     pub netns_dir: PathBuf,
-    /// Markers of the networks whose NAT rules this boot has made (nat.rs).
-    pub nat_dir: PathBuf,
+    /// Markers of the networks whose NAT and forward rules this boot has made (rules.rs).
+    pub rules_dir: PathBuf,
     /// Where plugin binaries are looked up, in order (also `CNI_PATH`).
     pub plugin_dirs: Vec<PathBuf>,
     /// The interface name inside the container.
@@ -102,7 +102,7 @@ impl NetworkConfig {
             config_dir: state_root.join("networks"),
             data_dir: state_root.join("cni"),
             netns_dir: run_root.join("netns"),
-            nat_dir: run_root.join("nat"),
+            rules_dir: run_root.join("rules"),
             plugin_dirs: vec![
                 PathBuf::from("/usr/libexec/cni"),
                 PathBuf::from("/usr/lib/cni"),
@@ -158,8 +158,8 @@ pub enum NetworkError {
     InvalidBridge { bridge: String },
     #[error("bridge {bridge:?} is already used by network {network:?}")]
     BridgeTaken { bridge: String, network: String },
-    #[error("outbound NAT rules: {command} failed: {output}")]
-    Nat { command: String, output: String },
+    #[error("network NAT/forward rules: {command} failed: {output}")]
+    Rules { command: String, output: String },
     #[error("cannot delete link {link}: {output}")]
     Link { link: String, output: String },
     #[error("network config {path}: {source}")]

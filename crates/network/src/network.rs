@@ -101,7 +101,7 @@ impl Network {
                 network: other.name.clone(),
             });
         }
-        let config = conflist(cfg, &opts.name, &bridge, subnet, gateway, !opts.internal);
+        let config = conflist(cfg, &opts.name, &bridge, subnet, gateway, opts.internal);
         write_conflist(cfg, &config)?;
         Network::from_conflist(cfg.conflist_path(&opts.name), config)
     }
@@ -162,7 +162,7 @@ impl Network {
             });
         }
         // Rules first: if they cannot go, the conflist stays to say what they were.
-        crate::nat::remove(cfg, &net)?;
+        crate::rules::remove(cfg, &net)?;
         std::fs::remove_file(&net.path).map_err(|source| NetworkError::Config {
             path: net.path.clone(),
             source,
@@ -212,9 +212,10 @@ impl Network {
 }
 
 /// The conflist of a bridge network: bridge (gateway) with host-local IPAM whose state
-/// lives under berth's data dir, then portmap and firewall. Outbound NAT (`masquerade`)
-/// is berth's, one chain per network (nat.rs), not the bridge plugin's `ipMasq`, which
-/// makes one per container. (No `tuning`: podman's old default list had it, but with no
+/// lives under berth's data dir, then portmap. Outbound NAT and forwarding are berth's,
+/// one chain each per network (rules.rs), not the bridge plugin's `ipMasq` and the
+/// firewall plugin, which make rules per container; an `internal` network is not
+/// masqueraded and forwards only between its own addresses. (No `tuning`: podman's old default list had it, but with no
 /// arguments it changes nothing and costs an exec on every ADD and DEL.)
 pub fn conflist(
     cfg: &NetworkConfig,
@@ -222,7 +223,7 @@ pub fn conflist(
     bridge: &str,
     subnet: IpNet,
     gateway: IpAddr,
-    masquerade: bool,
+    internal: bool,
 ) -> ConfList {
     let default_route = match subnet {
         IpNet::V4(_) => "0.0.0.0/0",
@@ -232,10 +233,7 @@ pub fn conflist(
         cni_version: CNI_VERSION.to_string(),
         name: name.to_string(),
         disable_check: false,
-        extra: masquerade
-            .then(crate::nat::conflist_key)
-            .into_iter()
-            .collect(),
+        extra: [crate::rules::conflist_key(internal)].into_iter().collect(),
         plugins: vec![
             json!({
                 "type": "bridge",
@@ -252,7 +250,6 @@ pub fn conflist(
                 }
             }),
             json!({"type": "portmap", "capabilities": {"portMappings": true}}),
-            json!({"type": "firewall"}),
         ],
     }
 }
@@ -283,7 +280,7 @@ fn ensure_default(cfg: &NetworkConfig) -> Result<(), NetworkError> {
         DEFAULT_BRIDGE,
         subnet,
         first_host(&subnet),
-        true,
+        false,
     );
     write_conflist(cfg, &config)
 }
@@ -402,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn default_conflist_has_bridge_nat_ipam_portmap_firewall() {
+    fn default_conflist_has_bridge_ipam_portmap_and_berths_nat_and_forwarding() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = cfg(tmp.path());
         let net = Network::inspect(&cfg, DEFAULT_NETWORK).expect("default network");
@@ -421,12 +418,19 @@ mod tests {
             .iter()
             .map(|p| p["type"].as_str().unwrap_or(""))
             .collect();
-        assert_eq!(types, ["bridge", "portmap", "firewall"]);
+        assert_eq!(types, ["bridge", "portmap"]);
         let bridge = &net.config.plugins[0];
         assert_eq!(bridge["isGateway"], true);
-        // NAT is berth's one chain per network, not the plugin's chain per container.
+        // NAT and forwarding are berth's chains per network, not the plugins' rules
+        // per container.
         assert_eq!(bridge["ipMasq"], false);
-        assert!(crate::nat::managed(&net));
+        assert_eq!(
+            crate::rules::policy(&net),
+            crate::rules::Policy {
+                masquerade: true,
+                forward: Some(crate::rules::Forward::Open)
+            }
+        );
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(
             bridge["ipam"]["dataDir"],
@@ -469,7 +473,11 @@ mod tests {
         assert_eq!(b.subnets[0].to_string(), "172.30.5.0/24");
         assert_eq!(b.gateways[0].to_string(), "172.30.5.1");
         assert_eq!(b.config.plugins[0]["ipMasq"], false);
-        assert!(crate::nat::managed(&a) && !crate::nat::managed(&b));
+        assert!(crate::rules::policy(&a).masquerade && !crate::rules::policy(&b).masquerade);
+        assert_eq!(
+            crate::rules::policy(&b).forward,
+            Some(crate::rules::Forward::Internal)
+        );
         let names: Vec<_> = Network::list(&cfg)
             .expect("list")
             .into_iter()

@@ -45,13 +45,20 @@ fn two_containers_on_the_default_network_reach_each_other_and_the_gateway() {
             "{nat}"
         );
     }
-    // Outbound NAT: one chain for the network, jumped to for the whole subnet.
-    let rules = common::nat_rules(&env.cfg, DEFAULT_NETWORK);
-    let chain = berth_network::nat::chain_name(&env.cfg.conflist_path(DEFAULT_NETWORK));
+    // Outbound NAT and forwarding: one chain each for the network, for the whole subnet.
+    let rules = common::network_rules(&env.cfg, DEFAULT_NETWORK);
+    let path = env.cfg.conflist_path(DEFAULT_NETWORK);
+    let (nat, fwd) = (
+        berth_network::rules::nat_chain(&path),
+        berth_network::rules::forward_chain(&path),
+    );
     for want in [
         "-A POSTROUTING -s 10.89.0.0/16 ".to_string(),
-        format!("-A {chain} -d 10.89.0.0/16 -j ACCEPT"),
-        format!("-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE"),
+        format!("-A {nat} -d 10.89.0.0/16 -j ACCEPT"),
+        format!("-A {nat} ! -d 224.0.0.0/4 -j MASQUERADE"),
+        "-A FORWARD -m comment --comment \"berth network ".to_string(),
+        format!("-A {fwd} -d 10.89.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        format!("-A {fwd} -s 10.89.0.0/16 -j ACCEPT"),
     ] {
         assert!(
             rules.iter().any(|r| r.starts_with(&want)),
@@ -296,15 +303,16 @@ impl Drop for Outside {
     }
 }
 
-/// Outbound NAT for real: a server outside sees a container's connection come from the
-/// host's address. Without berth's rules (removed, as a reboot would) the same
-/// connection fails, since nothing routes back to the container's subnet; the next
-/// attach makes them again; `network rm` takes them away.
+/// Outbound NAT and forwarding for real, on a host that drops forwarded traffic: a
+/// server outside sees a container's connection come from the host's address. Without
+/// berth's rules (removed, as a reboot would) the same connection fails; the next attach
+/// makes them again; `network rm` takes them away.
 #[test]
-fn outbound_nat_masquerades_as_the_host_and_goes_with_the_network() {
+fn outbound_nat_and_forwarding_work_past_a_drop_and_go_with_the_network() {
     require_root!();
     let env = common::env();
     let net = env.network("nat", 8);
+    let host_drops = common::ForwardDrop::new("10.123.8.0/24");
     let outside = Outside::new();
     let fetch = |att: &berth_network::Attachment, port: u16| {
         common::in_netns(
@@ -324,7 +332,7 @@ fn outbound_nat_masquerades_as_the_host_and_goes_with_the_network() {
     };
 
     let a = attach(&env.cfg, "nat", &common::cid("nata"), &[], "a").expect("attach");
-    assert!(!common::nat_rules(&env.cfg, "nat").is_empty());
+    assert!(!common::network_rules(&env.cfg, "nat").is_empty());
     let server = outside.accept_one(18081);
     let (ok, out) = fetch(&a, 18081);
     assert!(ok && out.contains("ok"), "fetch through NAT: {out}");
@@ -336,8 +344,8 @@ fn outbound_nat_masquerades_as_the_host_and_goes_with_the_network() {
     );
 
     // The rules gone (as after a reboot, which empties the run root's marker too).
-    berth_network::nat::remove(&env.cfg, &net).expect("remove NAT rules");
-    assert_eq!(common::nat_rules(&env.cfg, "nat"), Vec::<String>::new());
+    berth_network::rules::remove(&env.cfg, &net).expect("remove the network's rules");
+    assert_eq!(common::network_rules(&env.cfg, "nat"), Vec::<String>::new());
     let server = outside.accept_one(18082);
     let (ok, out) = fetch(&a, 18082);
     assert!(!ok, "reached the outside without NAT: {out}");
@@ -363,18 +371,87 @@ fn outbound_nat_masquerades_as_the_host_and_goes_with_the_network() {
         berth_network::Network::remove(&env.cfg, "nat"),
         Err(NetworkError::InUse { .. })
     ));
-    assert!(!common::nat_rules(&env.cfg, "nat").is_empty());
+    assert!(!common::network_rules(&env.cfg, "nat").is_empty());
     detach(&env.cfg, "nat", &a.container_id).expect("detach a");
     detach(&env.cfg, "nat", &b.container_id).expect("detach b");
     assert!(
-        !common::nat_rules(&env.cfg, "nat").is_empty(),
+        !common::network_rules(&env.cfg, "nat").is_empty(),
         "kept while the network is"
     );
     berth_network::Network::remove(&env.cfg, "nat").expect("network rm");
-    assert_eq!(common::nat_rules(&env.cfg, "nat"), Vec::<String>::new());
+    assert_eq!(common::network_rules(&env.cfg, "nat"), Vec::<String>::new());
+    drop(host_drops);
     let left: Vec<String> = common::iptables()
         .into_iter()
         .filter(|l| l.contains("10.123.8."))
         .collect();
     assert_eq!(left, Vec::<String>::new());
+}
+
+/// An internal network: its containers reach each other (across a host that drops
+/// forwarded traffic: the bridge's packets pass FORWARD when br_netfilter is loaded),
+/// and what leaves the subnet is dropped by the network's own chain, not masqueraded.
+#[test]
+fn internal_network_forwards_only_inside_itself() {
+    require_root!();
+    let env = common::env();
+    let opts = berth_network::CreateOptions {
+        name: "inner".into(),
+        subnet: Some("10.123.9.0/24".parse().expect("cidr")),
+        bridge: Some("btest9".into()),
+        internal: true,
+        ..Default::default()
+    };
+    let net = berth_network::Network::create(&env.cfg, &opts).expect("create");
+    let _drop = common::ForwardDrop::new("10.123.9.0/24");
+    let a = attach(&env.cfg, "inner", &common::cid("inna"), &[], "a").expect("attach a");
+    let b = attach(&env.cfg, "inner", &common::cid("innb"), &[], "b").expect("attach b");
+
+    let rules = common::network_rules(&env.cfg, "inner");
+    let fwd = berth_network::rules::forward_chain(&net.path);
+    for want in [
+        format!("-A {fwd} -s 10.123.9.0/24 -d 10.123.9.0/24 -j ACCEPT"),
+        format!("-A {fwd} -s 10.123.9.0/24 -j DROP"),
+        format!("-A {fwd} -d 10.123.9.0/24 -j DROP"),
+    ] {
+        assert!(rules.contains(&want), "{want}: {rules:#?}");
+    }
+    assert!(
+        !rules.iter().any(|r| r.contains("MASQUERADE")),
+        "{rules:#?}"
+    );
+
+    let (ok, out) = common::in_netns(
+        &a.netns,
+        &[
+            "busybox",
+            "ping",
+            "-c1",
+            "-W2",
+            &b.ips[0].addr().to_string(),
+        ],
+    );
+    assert!(ok, "a → b: {out}");
+
+    // Off the network (TEST-NET-3, routed out through the host's default route).
+    let dropped = || {
+        common::sh(&format!("iptables -w -L {fwd} -n -v -x"))
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 8 && f[2] == "DROP" && f[7] == "10.123.9.0/24")
+            .and_then(|f| f[0].parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = dropped();
+    let (ok, out) = common::in_netns(&a.netns, &["busybox", "ping", "-c1", "-W1", "203.0.113.1"]);
+    assert!(!ok, "an internal container reached out: {out}");
+    assert!(dropped() > before, "not dropped by {fwd}");
+
+    detach(&env.cfg, "inner", &a.container_id).expect("detach a");
+    detach(&env.cfg, "inner", &b.container_id).expect("detach b");
+    berth_network::Network::remove(&env.cfg, "inner").expect("network rm");
+    assert_eq!(
+        common::network_rules(&env.cfg, "inner"),
+        Vec::<String>::new()
+    );
 }

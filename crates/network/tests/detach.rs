@@ -63,7 +63,7 @@ fn detach_removes_veth_lease_rules_netns_and_cache() {
     let att = attach(&env.cfg, "gone", &id, &ports, "gone").expect("attach");
     let ip = att.ips[0].addr().to_string();
 
-    // While attached: a veth on the bridge, a lease, rules (NAT, DNAT for both ports, forward).
+    // While attached: a veth on the bridge, a lease, DNAT rules for both ports.
     assert_eq!(common::bridge_ports("btest3").len(), 1);
     assert_eq!(common::leases(&env.cfg, "gone"), vec![ip.clone()]);
     let rules = common::rules_of(&common::iptables(), &id, &ip);
@@ -72,7 +72,7 @@ fn detach_removes_veth_lease_rules_netns_and_cache() {
         !rules.iter().any(|r| r.contains("MASQUERADE")),
         "{rules:#?}"
     );
-    let nat = common::nat_rules(&env.cfg, "gone");
+    let nat = common::network_rules(&env.cfg, "gone");
     assert!(nat.iter().any(|r| r.contains("MASQUERADE")), "{nat:#?}");
     assert!(
         rules
@@ -86,9 +86,14 @@ fn detach_removes_veth_lease_rules_netns_and_cache() {
             .any(|r| r.contains(&format!("--dport {port}")) && r.contains("-p udp")),
         "{rules:#?}"
     );
+    // Forwarding too is the network's (berth's chain), not a rule per container.
     assert!(
-        rules.iter().any(|r| r.starts_with("-A CNI-FORWARD")),
+        !rules.iter().any(|r| r.starts_with("-A CNI-FORWARD")),
         "{rules:#?}"
+    );
+    assert!(
+        nat.iter().any(|r| r.contains("-s 10.123.3.0/24 -j ACCEPT")),
+        "{nat:#?}"
     );
 
     // No CHECK here: portmap ≤ 1.2 fails CHECK on IPv4-only mappings, looking for
@@ -132,7 +137,7 @@ fn churn_50_cycles_leaves_nothing_behind() {
     // No rule mentioning the subnet appeared for good (shared CNI chains may be new)
     // but the network's own NAT chain, made by the first attach.
     let now = common::iptables();
-    let nat = common::nat_rules(&env.cfg, "churn");
+    let nat = common::network_rules(&env.cfg, "churn");
     assert!(!nat.is_empty());
     let leaked: Vec<_> = now
         .iter()
@@ -192,7 +197,7 @@ fn failing_plugin_mid_list_undoes_earlier_plugins() {
     // bridge and portmap undone.
     assert!(common::bridge_ports("btest5").is_empty());
     assert!(common::leases(&env.cfg, "failing").is_empty());
-    let nat = common::nat_rules(&env.cfg, "failing");
+    let nat = common::network_rules(&env.cfg, "failing");
     let rules = common::iptables();
     assert!(
         !rules.iter().any(

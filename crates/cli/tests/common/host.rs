@@ -103,7 +103,7 @@ impl Host {
 }
 
 impl Drop for Host {
-    /// Takes away the NAT chains berth made for this root's networks: kernel state,
+    /// Takes away the NAT and forward chains berth made for this root's networks: kernel state,
     /// host-wide, that would outlive the temp dir (each root has its own chains).
     fn drop(&mut self) {
         let root = self.dir.path().join("root");
@@ -112,7 +112,7 @@ impl Drop for Host {
         }
         let cfg = berth_network::NetworkConfig::new(root, self.runroot());
         for net in berth_network::Network::list(&cfg).unwrap_or_default() {
-            let _ = berth_network::nat::remove(&cfg, &net);
+            let _ = berth_network::rules::remove(&cfg, &net);
         }
     }
 }

@@ -12,7 +12,7 @@ pub fn skip_reason() -> Option<String> {
     if berth_sys::process::getuid() != 0 {
         return Some("not root (network namespaces, veth and iptables need it)".into());
     }
-    for plugin in ["bridge", "host-local", "portmap", "firewall", "loopback"] {
+    for plugin in ["bridge", "host-local", "portmap", "loopback"] {
         if !Path::new("/usr/lib/cni").join(plugin).exists()
             && !Path::new("/opt/cni/bin").join(plugin).exists()
         {
@@ -102,8 +102,8 @@ impl Drop for Env {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 if let Ok(net) = Network::inspect(&self.cfg, &name) {
-                    // Ours alone: the chain is named after this Env's conflist.
-                    let _ = berth_network::nat::remove(&self.cfg, &net);
+                    // Ours alone: the chains are named after this Env's conflist.
+                    let _ = berth_network::rules::remove(&self.cfg, &net);
                     if let Some(bridge) = net.bridge {
                         let _ = Command::new("ip")
                             .args(["link", "delete", &bridge])
@@ -163,13 +163,44 @@ pub fn iptables() -> Vec<String> {
         .collect()
 }
 
-/// The NAT rules berth made for a network (its chain and the jump to it).
-pub fn nat_rules(cfg: &NetworkConfig, network: &str) -> Vec<String> {
-    let chain = berth_network::nat::chain_name(&cfg.conflist_path(network));
+/// The rules berth made for a network: its NAT and forward chains and the jumps to them.
+pub fn network_rules(cfg: &NetworkConfig, network: &str) -> Vec<String> {
+    let path = cfg.conflist_path(network);
+    let chains = [
+        berth_network::rules::nat_chain(&path),
+        berth_network::rules::forward_chain(&path),
+    ];
     iptables()
         .into_iter()
-        .filter(|l| l.contains(&chain))
+        .filter(|l| chains.iter().any(|c| l.contains(c.as_str())))
         .collect()
+}
+
+/// A host whose firewall drops forwarded traffic (as docker's FORWARD policy does),
+/// for one subnet only so that parallel tests are not touched: DROP rules at the end
+/// of FORWARD, deleted on drop.
+pub struct ForwardDrop(Vec<String>);
+
+impl ForwardDrop {
+    pub fn new(subnet: &str) -> ForwardDrop {
+        let rules = vec![
+            format!("-s {subnet} -j DROP"),
+            format!("-d {subnet} -j DROP"),
+        ];
+        for r in &rules {
+            let out = sh(&format!("iptables -w -A FORWARD {r} && echo ok"));
+            assert!(out.contains("ok"), "iptables -A FORWARD {r}: {out}");
+        }
+        ForwardDrop(rules)
+    }
+}
+
+impl Drop for ForwardDrop {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = sh(&format!("iptables -w -D FORWARD {r}"));
+        }
+    }
 }
 
 /// The iptables lines that belong to one attachment: those naming the container id

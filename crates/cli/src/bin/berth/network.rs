@@ -1,5 +1,5 @@
 //! Network commands: create, ls, inspect, rm, prune, in podman's habits. A network is
-//! a CNI conflist (bridge, host-local IPAM, portmap, firewall) under the root; see the
+//! a CNI conflist (bridge, host-local IPAM, portmap) under the root; see the
 //! berth-network crate.
 
 use crate::container::engine;
@@ -159,7 +159,7 @@ fn describe(engine: &Engine, n: &Network) -> Result<Value> {
         "driver": "bridge",
         "network_interface": n.bridge,
         "subnets": subnets,
-        "internal": !plugin_masq && !berth_network::nat::managed(n),
+        "internal": !plugin_masq && !berth_network::rules::policy(n).masquerade,
         "ipam_options": {"driver": "host-local"},
         "plugins": n.config.plugins.iter().map(|p| p["type"].clone()).collect::<Vec<_>>(),
         "containers": users(engine, &n.name)?,
