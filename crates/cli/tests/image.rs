@@ -162,6 +162,78 @@ fn pull_list_inspect_tag_and_remove() {
     assert!(s.snapshots().is_empty(), "and the snapshots");
     let o = s.run(&["rmi", &name]);
     assert_eq!(o.code, 3, "{}", o.stderr);
+
+    // Each of these is in the event log, as podman logs image events; the refused
+    // rmi and the failed one are not.
+    let o = s.run(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let seen: Vec<(String, String, String)> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+        .map(|e| {
+            let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (
+                field(&e["action"]),
+                field(&e["id"]),
+                field(&e["attributes"]["name"]),
+            )
+        })
+        .collect();
+    let other = seen
+        .iter()
+        .find(|(a, _, _)| a == "tag")
+        .map(|(_, _, n)| n.clone())
+        .unwrap_or_default();
+    assert!(other.ends_with("/other:v1"), "{seen:?}");
+    let want: Vec<(String, String, String)> = [
+        ("pull", &name),
+        ("pull", &name),
+        ("pull", &name),
+        ("tag", &other),
+        ("untag", &other),
+        ("untag", &name),
+        ("remove", &name),
+    ]
+    .iter()
+    .map(|(a, n)| (a.to_string(), id.clone(), n.to_string()))
+    .collect();
+    assert_eq!(seen, want, "{}", o.stdout);
+    let o = s.run(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "image=local/other:v1",
+    ]);
+    assert_eq!(
+        o.stdout.lines().count(),
+        2,
+        "the short name matches too: {}",
+        o.stdout
+    );
+    let o = s.run(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("image={other}"),
+    ]);
+    assert_eq!(o.stdout.lines().count(), 2, "tag and untag: {}", o.stdout);
 }
 
 #[test]

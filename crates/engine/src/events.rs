@@ -1,5 +1,5 @@
-//! The event log (`berth events`): what happened to containers, volumes and networks, one JSON
-//! line each in ROOT/events.jsonl. Daemonless, so the log is a file every berth process
+//! The event log (`berth events`): what happened to containers, images, volumes and
+//! networks, one JSON line each in ROOT/events.jsonl. Daemonless, so the log is a file every berth process
 //! appends to (one `write` per line with O_APPEND, so lines from concurrent processes
 //! never interleave) and `events` follows it. It is rotated at 1 MiB to
 //! `events.jsonl.1`, as docker keeps a bounded backlog.
@@ -9,18 +9,20 @@ use berth_monitor::time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const MAX_LOG: u64 = 1 << 20;
+const LOG: &str = "events.jsonl";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Event {
     /// Nanoseconds since the epoch.
     pub time: i128,
-    /// container, volume, network
+    /// container, image, volume, network
     #[serde(rename = "type")]
     pub kind: String,
-    /// create, start, die, stop, kill, restart, remove, rename, exec, ...
+    /// create, start, die, stop, kill, restart, remove, rename, exec, ...; for images
+    /// pull, push, tag, untag, remove, save, load (podman's names)
     pub action: String,
     pub id: String,
     #[serde(default)]
@@ -29,39 +31,13 @@ pub struct Event {
 
 impl Engine {
     pub fn events_path(&self) -> PathBuf {
-        self.root.join("events.jsonl")
+        self.root.join(LOG)
     }
 
     /// Records an event; best-effort (an event log that cannot be written must not fail
     /// the operation it describes).
     pub fn event(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
-        let e = Event {
-            time: time::now_nanos(),
-            kind: kind.into(),
-            action: action.into(),
-            id: id.into(),
-            attributes: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        };
-        let Ok(mut line) = serde_json::to_vec(&e) else {
-            return;
-        };
-        line.push(b'\n');
-        let path = self.events_path();
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
-            let mut old = path.clone().into_os_string();
-            old.push(".1");
-            let _ = std::fs::rename(&path, old);
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path);
-        if let Ok(mut f) = f {
-            let _ = f.write_all(&line);
-        }
+        record(&self.root, kind, action, id, attrs);
     }
 
     pub(crate) fn container_event(&self, action: &str, c: &Container, extra: &[(&str, String)]) {
@@ -85,6 +61,38 @@ impl Engine {
     }
 }
 
+/// Appends an event to the log under `root` (the engine's `--root`); best-effort. For
+/// callers without an [`Engine`]: the image commands, which open only the image store.
+pub fn record(root: &Path, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
+    let e = Event {
+        time: time::now_nanos(),
+        kind: kind.into(),
+        action: action.into(),
+        id: id.into(),
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    };
+    let Ok(mut line) = serde_json::to_vec(&e) else {
+        return;
+    };
+    line.push(b'\n');
+    let path = root.join(LOG);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
+        let mut old = path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&path, old);
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    if let Ok(mut f) = f {
+        let _ = f.write_all(&line);
+    }
+}
+
 /// A `--filter KEY=VALUE` over events: type, event (action), container (name or id
 /// prefix), volume, label-free docker keys. Several values of one key match any.
 pub fn matches(e: &Event, filters: &[(String, String)]) -> bool {
@@ -97,9 +105,22 @@ pub fn matches(e: &Event, filters: &[(String, String)]) -> bool {
         }
         "volume" => e.kind == "volume" && e.id == v,
         "network" => e.kind == "network" && e.id == v,
-        "image" => e.attributes.get("image").is_some_and(|i| i == v),
+        "image" => {
+            // As typed or normalised: `busybox` is `docker.io/library/busybox:latest`.
+            let wanted = normalise(v);
+            let same = |r: &String| r == v || (wanted.is_some() && normalise(r) == wanted);
+            e.attributes.get("image").is_some_and(same)
+                || (e.kind == "image" && (e.attributes.get("name").is_some_and(same) || e.id == v))
+        }
         _ => false,
     })
+}
+
+fn normalise(reference: &str) -> Option<String> {
+    reference
+        .parse::<berth_distribution::Reference>()
+        .ok()
+        .map(|r| r.to_string())
 }
 
 /// docker's `--filter` rule for any listing: every key given must match, and a key

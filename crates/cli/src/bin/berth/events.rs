@@ -19,7 +19,7 @@ pub struct EventsArgs {
     /// Stop at this time (same forms) instead of following.
     #[arg(long)]
     until: Option<String>,
-    /// type=container|volume|network, event=ACTION, container=NAME|ID, volume=NAME,
+    /// type=container|image|volume|network, event=ACTION, container=NAME|ID, volume=NAME,
     /// network=NAME, image=REF.
     #[arg(short, long)]
     filter: Vec<String>,

@@ -186,6 +186,7 @@ pub fn pull(cli: &Cli, a: &PullArgs) -> Result<()> {
     let client = client()?;
     let progress = progress::for_stderr(a.quiet);
     let rec = runtime()?.block_on(pull::pull(images, &client, &r, &opts, progress))?;
+    image_event(cli, "pull", &rec.id.to_string(), &r.to_string());
     println!("{}", rec.id);
     Ok(())
 }
@@ -201,6 +202,7 @@ pub fn push(cli: &Cli, a: &PushArgs) -> Result<()> {
     let digest = runtime()?.block_on(berth_image::push::push(
         &images, &client, &rec, &dest, !a.quiet,
     ))?;
+    image_event(cli, "push", &rec.id.to_string(), &dest.to_string());
     if a.quiet {
         println!("{digest}");
     } else {
@@ -387,20 +389,19 @@ pub fn rmi(cli: &Cli, a: &RmiArgs) -> Result<()> {
     let mut failed = None;
     let mut removed_any = false;
     for name in &a.images {
+        // The id before the record goes (an untag leaves it findable, a delete not).
+        let id = images.find(name).map(|r| r.id.to_string());
         match images.remove(name, a.force, &|_| None) {
             Ok((names, deleted)) => {
+                let id = id.unwrap_or_else(|_| name.clone());
                 for n in names {
+                    image_event(cli, "untag", &id, &n);
                     println!("Untagged: {n}");
                 }
                 if deleted {
                     removed_any = true;
-                    println!(
-                        "Deleted: {}",
-                        images
-                            .find(name)
-                            .map(|r| r.id.to_string())
-                            .unwrap_or_else(|_| name.clone())
-                    );
+                    image_event(cli, "remove", &id, name);
+                    println!("Deleted: {id}");
                 }
             }
             Err(e) => {
@@ -419,8 +420,27 @@ pub fn rmi(cli: &Cli, a: &RmiArgs) -> Result<()> {
 }
 
 pub fn tag(cli: &Cli, a: &TagArgs) -> Result<()> {
-    open(cli)?.tag(&a.source, &a.target)?;
+    let images = open(cli)?;
+    images.tag(&a.source, &a.target)?;
+    let id = images.find(&a.target)?.id.to_string();
+    let name = a
+        .target
+        .parse::<Reference>()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| a.target.clone());
+    image_event(cli, "tag", &id, &name);
     Ok(())
+}
+
+/// An image event in the log `berth events` reads; best-effort, as for containers.
+fn image_event(cli: &Cli, action: &str, id: &str, name: &str) {
+    berth_engine::events::record(
+        &cli.root,
+        "image",
+        action,
+        id,
+        &[("name", name.to_string())],
+    );
 }
 
 pub fn prune(cli: &Cli, a: &PruneArgs) -> Result<()> {
@@ -429,6 +449,8 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> Result<()> {
         if a.all || r.names.is_empty() {
             let (_, deleted) = images.remove(&r.id.to_string(), true, &|_| None)?;
             if deleted {
+                let name = r.names.first().cloned().unwrap_or_default();
+                image_event(cli, "remove", &r.id.to_string(), &name);
                 println!("Deleted: {}", r.id);
             }
         }
@@ -503,6 +525,14 @@ pub fn save(cli: &Cli, a: &SaveArgs) -> Result<()> {
             )?;
         }
     }
+    for (rec, name) in &chosen {
+        image_event(
+            cli,
+            "save",
+            &rec.id.to_string(),
+            name.as_deref().unwrap_or(""),
+        );
+    }
     Ok(())
 }
 
@@ -517,6 +547,8 @@ pub fn load(cli: &Cli, a: &LoadArgs) -> Result<()> {
         None => berth_image::archive::load(&images, std::io::stdin().lock(), &opts)?,
     };
     for r in recs {
+        let name = r.names.first().cloned().unwrap_or_default();
+        image_event(cli, "load", &r.id.to_string(), &name);
         if a.quiet {
             println!("{}", r.id);
         } else if r.names.is_empty() {
