@@ -206,8 +206,12 @@ mod tests {
             args: "IgnoreUnknown=1",
             plugin_dirs: dirs,
         };
+        not_busy(plugin, || exec(plugin, command, &inv, stdin))
+    }
+
+    fn not_busy<T>(plugin: &str, f: impl Fn() -> Result<T, CniError>) -> Result<T, CniError> {
         for _ in 0..50 {
-            match exec(plugin, command, &inv, stdin) {
+            match f() {
                 Err(CniError::Spawn { source, .. })
                     if source.kind() == std::io::ErrorKind::ExecutableFileBusy =>
                 {
@@ -272,7 +276,7 @@ mod tests {
             r#"echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'"#,
         );
         assert_eq!(
-            versions(&dirs, "version").expect("versions"),
+            not_busy("version", || versions(&dirs, "version")).expect("versions"),
             ["0.4.0", "1.0.0"]
         );
 
