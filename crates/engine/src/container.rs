@@ -51,6 +51,10 @@ pub struct Container {
     pub ports: Vec<berth_network::PortMapping>,
     #[serde(default)]
     pub hostname: String,
+    /// `--entrypoint` when given (empty: the image's was cleared); `inspect` shows the
+    /// image's otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +309,7 @@ impl Engine {
             } else {
                 o.spec.hostname.clone()
             },
+            entrypoint: o.spec.entrypoint.clone(),
         };
         self.images.meta.write(|tx| {
             if let Some(other) = tx.get::<String>(NAMES, &name)? {

@@ -21,8 +21,9 @@ pub struct Event {
     /// container, image, volume, network
     #[serde(rename = "type")]
     pub kind: String,
-    /// create, start, die, stop, kill, restart, remove, rename, exec, ...; for images
-    /// pull, push, tag, untag, remove, save, load (podman's names)
+    /// Containers: create, start, die, stop, kill, restart, rename, destroy (docker's
+    /// names); images: pull, push, tag, untag, remove, save, load (podman's); volumes
+    /// and networks: create, destroy.
     pub action: String,
     pub id: String,
     #[serde(default)]

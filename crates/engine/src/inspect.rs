@@ -37,7 +37,11 @@ impl Engine {
         let image = self.image_run_config(&c);
         let process = &spec["process"];
         let args: Vec<Value> = process["args"].as_array().cloned().unwrap_or_default();
-        let entrypoint = image.entrypoint.clone().unwrap_or_default();
+        let entrypoint = c
+            .entrypoint
+            .clone()
+            .or_else(|| image.entrypoint.clone())
+            .unwrap_or_default();
         let cmd: Vec<&Value> = if args.len() >= entrypoint.len()
             && args.iter().zip(&entrypoint).all(|(a, e)| a == e)
         {

@@ -585,6 +585,19 @@ impl Engine {
     }
 
     /// `start`: a created container's init is released; an exited one gets a new monitor.
+    /// `restart`: stop (with `timeout` or the container's own), start, and a "restart"
+    /// event after the stop and start ones, as docker logs it.
+    pub fn restart(
+        &self,
+        key: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Container, ContainerError> {
+        self.stop(key, timeout)?;
+        let (c, _) = self.start(key, None)?;
+        self.container_event("restart", &c, &[]);
+        Ok(c)
+    }
+
     pub fn start(
         &self,
         key: &str,

@@ -55,6 +55,7 @@ fn record(id: &str, network: NetworkMode, ports: Vec<PortMapping>) -> Container 
         network,
         ports,
         hostname: "enet".into(),
+        entrypoint: None,
     }
 }
 

@@ -73,12 +73,16 @@ pub struct RunArgs {
     /// Memory limit: bytes or with b, k, m, g.
     #[arg(short = 'm', long)]
     memory: Option<String>,
-    #[arg(long = "memory-swap")]
+    /// Memory plus swap (at least -m), or -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_negative_numbers = true)]
     memory_swap: Option<String>,
+    /// CPUs' worth of time (a CFS quota): 0.01 to the number of CPUs online.
     #[arg(long)]
     cpus: Option<f64>,
+    /// Relative CPU weight (cgroup v1 shares; converted to cpu.weight on v2).
     #[arg(long = "cpu-shares")]
     cpu_shares: Option<u64>,
+    /// CPUs the container may run on, e.g. 0-1,3.
     #[arg(long = "cpuset-cpus")]
     cpuset_cpus: Option<String>,
     #[arg(long = "pids-limit")]
@@ -303,6 +307,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         ..Default::default()
     };
     a.security.apply(&mut spec)?;
+    check_resources(&spec)?;
     if a.rm && a.restart != "no" {
         bail!(
             "--rm and --restart {}: conflicting options (a removed container cannot restart)",
@@ -346,11 +351,59 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
     })
 }
 
+/// docker's rules for the resource flags, checked here so that a bad value is refused
+/// with a message about the flag, not a kernel errno from a cgroup file at start.
+fn check_resources(spec: &SpecOptions) -> Result<()> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let online = parse_cpu_list(online.trim()).unwrap_or_default();
+    if let Some(c) = spec.cpus {
+        let n = online.len().max(1);
+        if !(0.01..=n as f64).contains(&c) {
+            bail!("--cpus {c}: the range is 0.01 to {n}, as there are {n} CPUs online");
+        }
+    }
+    if let Some(list) = &spec.cpuset_cpus {
+        let cpus = parse_cpu_list(list)
+            .with_context(|| format!("--cpuset-cpus {list:?}: expected a list like 0-3,5"))?;
+        if let Some(c) = cpus
+            .iter()
+            .find(|c| !online.is_empty() && !online.contains(c))
+        {
+            bail!("--cpuset-cpus {list:?}: CPU {c} is not online (online: {online:?})");
+        }
+    }
+    match (spec.memory, spec.memory_swap) {
+        (None, Some(_)) => bail!("--memory-swap needs -m/--memory: it is memory plus swap"),
+        (Some(m), Some(s)) if s != -1 && s < m => {
+            bail!("--memory-swap {s} is below -m {m}: it is memory plus swap, so at least -m")
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A Linux CPU list ("0-3,5"), as in cpuset.cpus and /sys/devices/system/cpu/online.
+fn parse_cpu_list(list: &str) -> Result<Vec<u32>> {
+    let mut out = vec![];
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (u32, u32) = (lo.trim().parse()?, hi.trim().parse()?);
+        if lo > hi || hi - lo > 4096 {
+            bail!("bad range {part:?}");
+        }
+        out.extend(lo..=hi);
+    }
+    if out.is_empty() {
+        bail!("empty");
+    }
+    Ok(out)
+}
+
 /// Bad flag values are usage errors (exit 2), refused before anything is made.
 fn checked_options(a: &RunArgs) -> Result<RunOptions> {
     run_options(a).map_err(|e| {
         if crate::exit::code(&e) == 1 {
-            crate::exit::Usage(format!("{e:#}")).into()
+            crate::exit::Usage(crate::exit::message(&e)).into()
         } else {
             e
         }

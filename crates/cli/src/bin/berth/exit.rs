@@ -7,6 +7,24 @@ use berth_engine::volume::VolumeError;
 use berth_image::images::ImageError;
 use berth_image::pull::PullError;
 
+/// The error and its causes, joined with ": " as anyhow's `{:#}` does, but without a
+/// cause the message before it already ends with: many errors (thiserror's
+/// `"...: {source}"`) print their source themselves and also return it from `source()`.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 pub const USAGE: i32 = 2;
 pub const NOT_FOUND: i32 = 3;
 pub const AUTH: i32 = 4;
@@ -146,4 +164,25 @@ pub fn code(e: &anyhow::Error) -> i32 {
         }
     }
     1
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing x: {source}")]
+    struct Prints {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn message_drops_causes_already_printed() {
+        let io = || std::io::Error::from_raw_os_error(34);
+        let e = anyhow::Error::from(Prints { source: io() }).context("starting c1");
+        assert_eq!(
+            super::message(&e),
+            format!("starting c1: writing x: {}", io())
+        );
+        let e = anyhow::Error::from(io()).context("reading f");
+        assert_eq!(super::message(&e), format!("reading f: {}", io()));
+    }
 }

@@ -110,7 +110,7 @@ pub fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
         match find(&engine, n, a.kind) {
             Ok(v) => found.push(v),
             Err(e) => {
-                eprintln!("berth: {e:#}");
+                eprintln!("berth: {}", crate::exit::message(&e));
                 failed = Some(e);
             }
         }

@@ -76,7 +76,7 @@ pub(crate) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> R
         if let Err(e) = f(n) {
             // One name: main prints the error it gets back; say it only once.
             if names.len() > 1 {
-                eprintln!("berth: {e:#}");
+                eprintln!("berth: {}", crate::exit::message(&e));
             }
             failed.get_or_insert(e);
         }
@@ -121,8 +121,7 @@ pub fn stop(cli: &Cli, a: &StopArgs) -> Result<i32> {
 pub fn restart(cli: &Cli, a: &StopArgs) -> Result<i32> {
     let engine = engine(cli)?;
     each(&a.containers, |n| {
-        engine.stop(n, a.time.map(std::time::Duration::from_secs))?;
-        engine.start(n, None)?;
+        engine.restart(n, a.time.map(std::time::Duration::from_secs))?;
         println!("{n}");
         Ok(())
     })
@@ -182,7 +181,7 @@ pub fn internal(cli: &Cli, i: &Internal) -> Result<i32> {
             let code = e
                 .downcast_ref::<berth_engine::ContainerError>()
                 .map_or(125, berth_engine::lifecycle::start_failure_code);
-            let msg = format!("{e:#}").replace('\n', "; ");
+            let msg = crate::exit::message(&e).replace('\n', "; ");
             let _ = writeln!(report, "error {code} {msg}");
             Ok(1)
         }

@@ -81,8 +81,11 @@ fn tail(lines: Vec<LogLine>, n: usize) -> Vec<LogLine> {
 pub fn time_flag(v: &Option<String>, flag: &str, now: i128) -> Result<Option<i128>> {
     v.as_deref()
         .map(|v| {
-            time::parse_point(v, now).with_context(|| {
-                format!("--{flag} {v:?}: expected RFC 3339, a Unix time or a duration like 10m")
+            time::parse_point(v, now).ok_or_else(|| {
+                crate::exit::Usage(format!(
+                    "--{flag} {v:?}: expected RFC 3339, a Unix time or a duration like 10m"
+                ))
+                .into()
             })
         })
         .transpose()

@@ -195,7 +195,7 @@ fn main() {
     match res {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", crate::exit::message(&e));
             std::process::exit(exit::code(&e));
         }
     }
