@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn cpu_and_swap_limits_land_in_the_cgroup_and_bad_values_are_refused() {
     let Some(h) = Host::new() else { return };
-    // v1 file names first, then v2's (the qemu v2 VM runs this file too).
+    // v1 file names first, then v2's (for a pure v2 host).
     let script = "if [ -f /sys/fs/cgroup/cpu/cpu.shares ]; then cd /sys/fs/cgroup; \
                   cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us cpu/cpu.shares \
                   cpuset/cpuset.cpus memory/memory.memsw.limit_in_bytes; \
