@@ -103,9 +103,18 @@ impl Host {
 }
 
 impl Drop for Host {
-    /// Takes away the NAT and forward chains berth made for this root's networks: kernel state,
+    /// Removes what is left of its containers, and takes away the NAT and forward chains
+    /// berth made for this root's networks: kernel state,
     /// host-wide, that would outlive the temp dir (each root has its own chains).
     fn drop(&mut self) {
+        // A failed test's containers would outlive it (their monitors are detached),
+        // and a later test that looks at host processes would find them.
+        let ids = self.berth(&["ps", "-aq"]).stdout;
+        if !ids.trim().is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.split_whitespace());
+            let _ = self.berth(&args);
+        }
         let root = self.dir.path().join("root");
         if !root.join("networks").exists() {
             return;
