@@ -534,6 +534,100 @@ fn a_killed_cli_leaves_an_attachment_that_rm_f_removes() {
     h.assert_clean();
 }
 
+/// `kill -9` of the CLI at any point of `run` (a network, a published port, a named
+/// volume): `ps -a` tells the truth about what is left, and `rm -f` removes all of it.
+/// The kill lands at spread delays, so it hits the record, the snapshot, the netns and
+/// ADD, the runtime's create and start, and a running container.
+#[test]
+fn a_cli_killed_at_any_point_of_run_leaves_state_rm_f_cleans() {
+    let Some(h) = host() else { return };
+    let net = TestNet::new(&h, 5);
+    let mut ids = vec![];
+    for (i, delay) in [0u64, 3, 6, 10, 15, 20, 30, 40, 60, 90, 130, 200]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("cut{i}");
+        let publish = format!("{}:80", free_port());
+        let volume = format!("cutvol{i}:/data");
+        let mut child = h
+            .cmd()
+            .args([
+                "run",
+                "--name",
+                &name,
+                "--network",
+                "nt5",
+                "-p",
+                &publish,
+                "-v",
+            ])
+            .args([volume.as_str(), h.image.as_str(), "sleep", "1000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // What ps says is so: a running container has its process; any other state,
+        // none of this container's processes run.
+        let o = h.berth(&["ps", "-a", "--format", "json"]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+        if let Some(c) = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|c| c["name"] == name.as_str())
+        {
+            let id = c["id"].as_str().expect("id").to_string();
+            let o = h.berth(&["inspect", &name]);
+            let state: serde_json::Value = serde_json::from_str(&o.stdout).expect("inspect");
+            // Status and pid from one look: an in-flight start (in the monitor, the CLI
+            // being gone) may move the container on between two commands.
+            let pid = state[0]["State"]["Pid"].as_i64().unwrap_or(0);
+            let status = state[0]["State"]["Status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if status == "running" {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                assert_eq!(cmd, b"sleep\x001000\x00", "{name} after {delay} ms: {c}");
+            } else {
+                assert_eq!(pid, 0, "{name} after {delay} ms: {c}");
+            }
+            ids.push(id);
+        }
+        let o = h.berth(&["rm", "-f", "-v", &name]);
+        assert!(
+            o.code == 0 || (o.code == 3 && o.stderr.contains("not found")),
+            "{name} after {delay} ms: {} {}",
+            o.code,
+            o.stderr
+        );
+        // The named volume is kept by rm -v, as docker does; it is not in use now.
+        let o = h.berth(&["volume", "rm", &format!("cutvol{i}")]);
+        assert!(o.code == 0 || o.code == 3, "{}", o.stderr);
+    }
+    assert_eq!(h.berth(&["ps", "-aq"]).stdout, "");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    net.assert_clean(&ids);
+    h.assert_clean();
+    // No process (monitor, CLI, container) of this root is left.
+    let dir = h.dir.path().display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "processes left");
+}
+
 /// `berth network`: create (with its refusals), ls, inspect, a container on the
 /// network, rm refused while a container uses it and forced with -f, the NAT chain
 /// made on first use and gone with the network, --internal without NAT, prune.

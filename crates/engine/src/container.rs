@@ -217,12 +217,15 @@ impl Engine {
                     c.exit_code = Some(code);
                     c.finished = Some(at);
                 }
-            } else if alive
-                && c.status == Status::Created
-                && state.is_ok_and(|s| s.status() == berth_runtime::state::Status::Running)
+            } else if let Some(s) = state
+                .as_ref()
+                .ok()
+                .filter(|s| alive && s.status() == berth_runtime::state::Status::Running)
             {
-                // Started, but the CLI that would have recorded it was killed first.
+                // Started, but the CLI (or monitor) that would have recorded it was
+                // killed first, or has not yet: the runtime's state is the truth.
                 c.status = Status::Running;
+                c.life.pid.get_or_insert(s.pid);
             }
         }
         c
@@ -458,10 +461,24 @@ impl Engine {
             // Its monitor must not restart it, and should finish its cleanup before the
             // files it uses go away.
             self.update(&c.id, |c| c.life.stopped_by_user = true)?;
-            if berth_runtime::state::dir(&rt, &c.id).exists() {
+            let state = berth_runtime::state::dir(&rt, &c.id);
+            // A start may still be in flight in the monitor (its CLI was killed mid-run):
+            // let it make the container, so that the kill below finds the init rather
+            // than the start making it after everything here is gone.
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !state.exists()
+                && self.monitor_pid(&c.id).is_some()
+                && std::time::Instant::now() < end
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if state.exists() {
                 let _ = berth_runtime::container::kill(&rt, &c.id, libc::SIGKILL, true);
                 let _ = self.wait_cleaned(&c.id, std::time::Duration::from_secs(10));
             }
+            // A monitor still there never got a container or is stuck: it and what it
+            // started (its own process group, from its setsid) go.
+            self.kill_monitor(&c.id);
             if self.raw(&c.id)?.is_none() {
                 return Ok(c);
             }

@@ -314,7 +314,21 @@ impl Engine {
         Some((code, (nanos / 1_000_000_000) as u64))
     }
 
-    fn monitor_pid(&self, id: &str) -> Option<i32> {
+    /// SIGKILLs the container's monitor and its process group, and waits (briefly) for
+    /// it to be gone.
+    pub(crate) fn kill_monitor(&self, id: &str) {
+        let Some(pid) = self.monitor_pid(id) else {
+            return;
+        };
+        let _ = berth_sys::process::kill(-pid, libc::SIGKILL);
+        let _ = berth_sys::process::kill(pid, libc::SIGKILL);
+        let end = Instant::now() + Duration::from_secs(2);
+        while self.monitor_pid(id).is_some() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub(crate) fn monitor_pid(&self, id: &str) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.dir(id).join("monitor.pid"))
             .ok()?
             .trim()

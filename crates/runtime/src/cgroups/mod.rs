@@ -469,7 +469,9 @@ fn add_pid_to(dir: &Path, pid: i32) -> Result<(), CgroupError> {
     })
 }
 
-/// rmdir, retrying while the last processes finish exiting (EBUSY).
+/// rmdir, retrying while the last processes finish exiting (EBUSY). Each retry kills
+/// what the cgroup holds again: a process can join after the first kill (a create that
+/// was still cloning when a `delete --force` came, or a fork of a dying process).
 fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     let mut delay = std::time::Duration::from_millis(1);
     for _ in 0..12 {
@@ -477,6 +479,10 @@ fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = berth_sys::process::kill(pid, libc::SIGKILL);
+                }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(std::time::Duration::from_millis(100));
             }
