@@ -59,13 +59,7 @@ pub fn copy_up(rootfs: &Path, target: &str, dest: &Path) -> Result<Copied, CopyE
     )
     .map_err(sys("open rootfs", rootfs))?;
     let rel = target.trim_start_matches('/');
-    let src = match berth_sys::fd::openat2(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
+    let src = match berth_sys::fd::open_in_root(&root, rel, OFlags::RDONLY | OFlags::DIRECTORY) {
         Ok(fd) => fd,
         // Nothing there (the runtime will make the directory), or not a directory.
         Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(Copied::default()),

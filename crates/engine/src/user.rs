@@ -22,21 +22,15 @@ pub enum UserError {
 
 /// Reads a file of the rootfs with every path component resolved inside it.
 pub fn read_in_root(root: &Path, path: &str) -> Option<String> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags};
     let dir = rustix::fs::open(
         root,
         OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::PATH,
         Mode::empty(),
     )
     .ok()?;
-    let fd = berth_sys::fd::openat2(
-        &dir,
-        path.trim_start_matches('/'),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
+    let fd =
+        berth_sys::fd::open_in_root(&dir, path.trim_start_matches('/'), OFlags::RDONLY).ok()?;
     let mut f = std::fs::File::from(fd);
     let mut s = String::new();
     std::io::Read::read_to_string(&mut (&mut f).take(4 << 20), &mut s).ok()?;

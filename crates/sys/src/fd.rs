@@ -68,6 +68,24 @@ pub fn take_inherited(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens `path` inside the tree at `root` as a process chrooted there would see it:
+/// `..` and absolute symlinks stop at `root`, /proc's magic links (which point anywhere)
+/// are refused, and the fd is close-on-exec. How berth opens anything in a container's
+/// rootfs (hostile content) from outside it. Async-signal-safe when `path` is a `&CStr`.
+pub fn open_in_root<P: rustix::path::Arg + Copy>(
+    root: impl rustix::fd::AsFd,
+    path: P,
+    flags: rustix::fs::OFlags,
+) -> Result<rustix::fd::OwnedFd, rustix::io::Errno> {
+    openat2(
+        root,
+        path,
+        flags | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
 /// openat2(2), asked again while it says EAGAIN. With RESOLVE_IN_ROOT or RESOLVE_BENEATH
 /// a lookup through `..` fails that way whenever a rename or a mount happened anywhere on
 /// the host meanwhile (the kernel cannot then prove the walk stayed inside), which a busy

@@ -9,7 +9,7 @@
 
 use super::path::{lossy, UserPath};
 use super::{CpError, Entry, Kind, Place, Sink};
-use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -60,13 +60,7 @@ impl Side<'_> {
 /// at `root`, and /proc's magic links (which point anywhere) are refused.
 pub(crate) fn in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
     let path: &[u8] = if path.is_empty() { b"." } else { path };
-    berth_sys::fd::openat2(
-        root,
-        path,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    berth_sys::fd::open_in_root(root, path, flags)
 }
 
 /// The source, opened.

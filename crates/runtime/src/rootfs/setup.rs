@@ -27,13 +27,7 @@ fn fail(step: Step, index: usize) -> impl Fn(Errno) -> Failure {
 }
 
 fn open_in_root(root: BorrowedFd, path: &CStr, flags: OFlags) -> Result<OwnedFd, Errno> {
-    berth_sys::fd::openat2(
-        root,
-        path,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    berth_sys::fd::open_in_root(root, path, flags)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
