@@ -114,8 +114,8 @@ pub(crate) fn ensure(cfg: &NetworkConfig, net: &Network) -> Result<(), NetworkEr
 
 fn make(cfg: &NetworkConfig, net: &Network) -> Result<(), NetworkError> {
     let policy = policy(net);
-    for subnet in &net.subnets {
-        add_rules(&net.path, subnet, policy)?;
+    for subnets in by_family(&net.subnets) {
+        add_rules(&net.path, &subnets, policy)?;
     }
     let marker = cfg.rules_dir.join(&net.name);
     std::fs::create_dir_all(&cfg.rules_dir)
@@ -134,8 +134,8 @@ pub fn remove(cfg: &NetworkConfig, net: &Network) -> Result<(), NetworkError> {
     if !policy.any() {
         return Ok(());
     }
-    for subnet in &net.subnets {
-        remove_rules(&net.path, subnet, policy)?;
+    for subnets in by_family(&net.subnets) {
+        remove_rules(&net.path, &subnets, policy)?;
     }
     let marker = cfg.rules_dir.join(&net.name);
     match std::fs::remove_file(&marker) {
@@ -238,39 +238,62 @@ fn forward_jump(conflist: &Path) -> Jump {
     }
 }
 
+/// The subnets of one address family each (IPv4, then IPv6), none empty: a family's
+/// chains are one per table and hold the rules of all its subnets.
+fn by_family(subnets: &[IpNet]) -> Vec<Vec<IpNet>> {
+    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
+        subnets.iter().partition(|s| matches!(s, IpNet::V4(_)));
+    [v4, v6].into_iter().filter(|f| !f.is_empty()).collect()
+}
+
 /// The `iptables-restore --noflush` input that makes (or empties and refills) the
-/// network's chains for one subnet.
-fn restore_input(conflist: &Path, subnet: &IpNet, policy: Policy) -> String {
+/// network's chains for its `subnets` of one family. The whole family at once: a
+/// restore empties a chain it names, so one per subnet would keep only the last.
+fn restore_input(conflist: &Path, subnets: &[IpNet], policy: Policy) -> String {
     let mut out = String::new();
     if policy.masquerade {
         let chain = nat_chain(conflist);
-        let multicast = family(subnet).multicast;
-        out += &format!(
-            "*nat\n:{chain} - [0:0]\n-A {chain} -d {subnet} -j ACCEPT\n\
-             -A {chain} ! -d {multicast} -j MASQUERADE\nCOMMIT\n"
-        );
+        let multicast = family(&subnets[0]).multicast;
+        out += &format!("*nat\n:{chain} - [0:0]\n");
+        for subnet in subnets {
+            out += &format!("-A {chain} -d {subnet} -j ACCEPT\n");
+        }
+        out += &format!("-A {chain} ! -d {multicast} -j MASQUERADE\nCOMMIT\n");
     }
     if let Some(forward) = policy.forward {
         let chain = forward_chain(conflist);
-        let rules = match forward {
-            Forward::Open => format!(
-                "-A {chain} -d {subnet} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
-                 -A {chain} -s {subnet} -j ACCEPT\n"
-            ),
-            Forward::Internal => format!(
-                "-A {chain} -s {subnet} -d {subnet} -j ACCEPT\n\
-                 -A {chain} -s {subnet} -j DROP\n-A {chain} -d {subnet} -j DROP\n"
-            ),
-        };
-        out += &format!("*filter\n:{chain} - [0:0]\n{rules}COMMIT\n");
+        out += &format!("*filter\n:{chain} - [0:0]\n");
+        match forward {
+            Forward::Open => {
+                for subnet in subnets {
+                    out += &format!(
+                        "-A {chain} -d {subnet} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                         -A {chain} -s {subnet} -j ACCEPT\n"
+                    );
+                }
+            }
+            Forward::Internal => {
+                for from in subnets {
+                    for to in subnets {
+                        out += &format!("-A {chain} -s {from} -d {to} -j ACCEPT\n");
+                    }
+                }
+                for subnet in subnets {
+                    out += &format!(
+                        "-A {chain} -s {subnet} -j DROP\n-A {chain} -d {subnet} -j DROP\n"
+                    );
+                }
+            }
+        }
+        out += "COMMIT\n";
     }
     out
 }
 
-fn jumps(conflist: &Path, subnet: &IpNet, policy: Policy) -> Vec<Jump> {
+fn jumps(conflist: &Path, subnets: &[IpNet], policy: Policy) -> Vec<Jump> {
     let mut jumps = Vec::new();
     if policy.masquerade {
-        jumps.push(nat_jump(conflist, subnet));
+        jumps.extend(subnets.iter().map(|s| nat_jump(conflist, s)));
     }
     if policy.forward.is_some() {
         jumps.push(forward_jump(conflist));
@@ -278,8 +301,8 @@ fn jumps(conflist: &Path, subnet: &IpNet, policy: Policy) -> Vec<Jump> {
     jumps
 }
 
-fn add_rules(conflist: &Path, subnet: &IpNet, policy: Policy) -> Result<(), NetworkError> {
-    let fam = family(subnet);
+fn add_rules(conflist: &Path, subnets: &[IpNet], policy: Policy) -> Result<(), NetworkError> {
+    let fam = family(&subnets[0]);
     for tool in [fam.iptables, fam.restore] {
         if which(tool).is_none() {
             return Err(failed(
@@ -291,8 +314,8 @@ fn add_rules(conflist: &Path, subnet: &IpNet, policy: Policy) -> Result<(), Netw
     }
     // One restore makes (or, with --noflush, empties and refills) the chains atomically;
     // the jumps are added only if missing, which restore cannot test.
-    restore(fam.restore, &restore_input(conflist, subnet, policy))?;
-    for jump in jumps(conflist, subnet, policy) {
+    restore(fam.restore, &restore_input(conflist, subnets, policy))?;
+    for jump in jumps(conflist, subnets, policy) {
         if !iptables(fam.iptables, jump.table, "-C", jump.from, &jump.rule)?.success {
             // NAT goes last in POSTROUTING (after anyone's exemptions); forwarding goes
             // first in FORWARD (before a DROP).
@@ -310,15 +333,13 @@ fn add_rules(conflist: &Path, subnet: &IpNet, policy: Policy) -> Result<(), Netw
     Ok(())
 }
 
-fn remove_rules(conflist: &Path, subnet: &IpNet, policy: Policy) -> Result<(), NetworkError> {
-    let fam = family(subnet);
+fn remove_rules(conflist: &Path, subnets: &[IpNet], policy: Policy) -> Result<(), NetworkError> {
+    let fam = family(&subnets[0]);
     if which(fam.iptables).is_none() {
         // Without the tool nothing can have made the rules.
         return Ok(());
     }
-    // The forward jump is the same for every subnet of a network: the first subnet's
-    // pass removes it and later ones find none.
-    for jump in jumps(conflist, subnet, policy) {
+    for jump in jumps(conflist, subnets, policy) {
         // Added once, but an admin's `iptables-restore` may have doubled it: delete
         // until none is left. Exit 1 is "no such rule", 2 "no such chain": both gone.
         for _ in 0..16 {
@@ -466,7 +487,7 @@ mod tests {
             forward: Some(Forward::Open),
         };
         assert_eq!(
-            restore_input(path, &subnet, open),
+            restore_input(path, &[subnet], open),
             format!(
                 "*nat\n:{nat} - [0:0]\n-A {nat} -d 10.7.0.0/16 -j ACCEPT\n\
                  -A {nat} ! -d 224.0.0.0/4 -j MASQUERADE\nCOMMIT\n\
@@ -479,21 +500,42 @@ mod tests {
             masquerade: false,
             forward: Some(Forward::Internal),
         };
-        let input = restore_input(path, &subnet, internal);
+        let input = restore_input(path, &[subnet], internal);
         assert!(!input.contains("*nat"), "{input}");
         assert!(
             input.contains(&format!("-A {fwd} -s 10.7.0.0/16 -d 10.7.0.0/16 -j ACCEPT\n-A {fwd} -s 10.7.0.0/16 -j DROP\n-A {fwd} -d 10.7.0.0/16 -j DROP\n")),
             "{input}"
         );
         let v6: IpNet = "fd00:7::/64".parse().expect("cidr");
-        assert!(restore_input(path, &v6, open).contains("! -d ff00::/8 -j MASQUERADE"));
+        assert!(restore_input(path, &[v6], open).contains("! -d ff00::/8 -j MASQUERADE"));
         assert_eq!(
-            jumps(path, &subnet, internal)
+            jumps(path, &[subnet], internal)
                 .iter()
                 .map(|j| j.from)
                 .collect::<Vec<_>>(),
             ["FORWARD"]
         );
-        assert!(restore_input(path, &subnet, Policy::default()).is_empty());
+        assert!(restore_input(path, &[subnet], Policy::default()).is_empty());
+
+        // Two subnets of a family: one restore names each chain once, with both.
+        let other: IpNet = "10.8.0.0/16".parse().expect("cidr");
+        let both = restore_input(path, &[subnet, other], open);
+        assert_eq!(both.matches(&format!(":{nat} ")).count(), 1, "{both}");
+        assert_eq!(both.matches(&format!(":{fwd} ")).count(), 1, "{both}");
+        for s in ["10.7.0.0/16", "10.8.0.0/16"] {
+            assert!(
+                both.contains(&format!("-A {nat} -d {s} -j ACCEPT")),
+                "{both}"
+            );
+            assert!(
+                both.contains(&format!("-A {fwd} -s {s} -j ACCEPT")),
+                "{both}"
+            );
+        }
+        assert_eq!(jumps(path, &[subnet, other], open).len(), 3);
+        assert_eq!(
+            by_family(&[subnet, v6, other]),
+            vec![vec![subnet, other], vec![v6]]
+        );
     }
 }
