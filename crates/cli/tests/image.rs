@@ -165,28 +165,14 @@ fn pull_list_inspect_tag_and_remove() {
 
     // Each of these is in the event log, as podman logs image events; the refused
     // rmi and the failed one are not.
-    let o = s.run(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        "type=image",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let seen: Vec<(String, String, String)> = o
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+    let events = common::recent_events(|a| s.run(a), "type=image");
+    let seen: Vec<(String, String, String)> = events
+        .iter()
         .map(|e| {
-            let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
             (
-                field(&e["action"]),
-                field(&e["id"]),
-                field(&e["attributes"]["name"]),
+                common::text(&e["action"]),
+                common::text(&e["id"]),
+                common::text(&e["attributes"]["name"]),
             )
         })
         .collect();
@@ -208,32 +194,11 @@ fn pull_list_inspect_tag_and_remove() {
     .iter()
     .map(|(a, n)| (a.to_string(), id.clone(), n.to_string()))
     .collect();
-    assert_eq!(seen, want, "{}", o.stdout);
-    let o = s.run(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        "image=local/other:v1",
-    ]);
-    assert_eq!(
-        o.stdout.lines().count(),
-        2,
-        "the short name matches too: {}",
-        o.stdout
-    );
-    let o = s.run(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        &format!("image={other}"),
-    ]);
-    assert_eq!(o.stdout.lines().count(), 2, "tag and untag: {}", o.stdout);
+    assert_eq!(seen, want, "{events:?}");
+    let short = common::recent_events(|a| s.run(a), "image=local/other:v1");
+    assert_eq!(short.len(), 2, "the short name matches too: {short:?}");
+    let full = common::recent_events(|a| s.run(a), &format!("image={other}"));
+    assert_eq!(full.len(), 2, "tag and untag: {full:?}");
 }
 
 #[test]

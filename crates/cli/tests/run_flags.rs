@@ -387,25 +387,12 @@ fn restart_runs_a_new_process_and_says_so() {
     assert!(after.1 >= before.1, "{before:?} {after:?}");
     // The old process is gone.
     assert!(!std::path::Path::new(&format!("/proc/{}", before.0)).exists());
-    let o = h.berth(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        "container=again",
-    ]);
-    let actions: Vec<&str> = o
-        .stdout
-        .lines()
-        .filter_map(|l| l.split(' ').nth(2))
-        .collect();
+    let events = common::recent_events(|a| h.berth(a), "container=again");
+    let actions: Vec<String> = events.iter().map(|e| common::text(&e["action"])).collect();
     assert!(
-        actions.ends_with(&["stop", "die", "start", "restart"])
-            || actions.ends_with(&["die", "stop", "start", "restart"]),
-        "{}",
-        o.stdout
+        actions.ends_with(&["stop", "die", "start", "restart"].map(String::from))
+            || actions.ends_with(&["die", "stop", "start", "restart"].map(String::from)),
+        "{actions:?}"
     );
     // A stopped container restarts too.
     assert_eq!(h.berth(&["stop", "-t", "0", "again"]).code, 0);

@@ -771,27 +771,10 @@ fn network_create_ls_inspect_rm_prune() {
     assert_eq!(sh("ip -o link show bnt10 2>/dev/null"), "", "bridge left");
 
     // The event log has each network's life; refusals left none.
-    let o = h.berth(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        "type=network",
-        "--format",
-        "json",
-    ]);
-    let seen: Vec<(String, String)> = o
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
-        .map(|e| {
-            (
-                e["id"].as_str().unwrap_or_default().into(),
-                e["action"].as_str().unwrap_or_default().into(),
-            )
-        })
+    let events = common::recent_events(|a| h.berth(a), "type=network");
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (common::text(&e["id"]), common::text(&e["action"])))
         .collect();
     let want = [
         ("nt9", "create"),
@@ -802,8 +785,7 @@ fn network_create_ls_inspect_rm_prune() {
     assert_eq!(
         seen,
         want.map(|(a, b)| (a.to_string(), b.to_string())),
-        "{}",
-        o.stdout
+        "{events:?}"
     );
     h.assert_clean();
 }

@@ -231,29 +231,17 @@ fn in_use_volumes_are_refused_and_anonymous_ones_go_with_rm_v() {
     // Every volume's life is in the event log: each of the five made (used, spare, c1's
     // two anonymous ones, c2's /cache) was created once and destroyed once, by run,
     // create, rm -v, prune and rm -f alike.
-    let o = v.berth(&[
-        "events",
-        "--since",
-        "5m",
-        "--until",
-        "0s",
-        "--filter",
-        "type=volume",
-        "--format",
-        "json",
-    ]);
+    let events = common::recent_events(|a| v.berth(a), "type=volume");
     let mut life: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for l in o.stdout.lines() {
-        let e: serde_json::Value = serde_json::from_str(l).expect("event");
-        life.entry(e["id"].as_str().unwrap_or_default().into())
+    for e in &events {
+        life.entry(common::text(&e["id"]))
             .or_default()
-            .push(e["action"].as_str().unwrap_or_default().into());
+            .push(common::text(&e["action"]));
     }
-    assert_eq!(life.len(), 5, "{}", o.stdout);
+    assert_eq!(life.len(), 5, "{events:?}");
     assert!(
         life.values().all(|a| a == &["create", "destroy"]),
-        "{}",
-        o.stdout
+        "{events:?}"
     );
     v.assert_clean();
 }

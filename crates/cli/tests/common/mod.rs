@@ -179,6 +179,24 @@ impl Drop for Runtime {
 }
 
 /// Reads what the container printed (the `create` path writes it to a file).
+/// The events of the last five minutes that match `filter` (`berth events --filter`), as
+/// JSON, through `berth`: whichever way a test runs its berth (root, runroot).
+pub fn recent_events(berth: impl Fn(&[&str]) -> Out, filter: &str) -> Vec<serde_json::Value> {
+    let o = berth(&[
+        "events", "--since", "5m", "--until", "0s", "--filter", filter, "--format", "json",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    o.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event {l:?}: {e}")))
+        .collect()
+}
+
+/// A string field of an event (or any JSON), empty when absent.
+pub fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
 pub fn container_output(b: &Bundle, id: &str) -> String {
     std::fs::read_to_string(b.dir.join(format!("{id}.out"))).unwrap_or_default()
 }
